@@ -46,6 +46,7 @@ _C.MODEL.NORM_EVAL = False  # keep BatchNorm in eval mode while training (frozen
 # Loss
 _C.LOSS = CN()
 _C.LOSS.USE_TARGET_WEIGHT = True
+_C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False  # multiply target weights by the metainfo joint_weights (HRNet key; official: off)
 _C.LOSS.USE_OHKM = False  # online hard keypoint mining
 _C.LOSS.TOPK = 8  # joints kept per sample by OHKM
 _C.LOSS.LOSS_WEIGHT = 1.0  # multiplies the loss; >1 helps Adam when gradients are tiny at the start
