@@ -1,0 +1,153 @@
+"""Top-down keypoint dataset: a list of person records -> (image crop, heatmaps, weights, meta).
+
+Subclasses (`coco.py`, `mpii.py`) only load records; this class does the per-sample work:
+read the image (OpenCV), draw the training augmentation from a per-worker generator, crop with one
+`cv2.warpAffine` straight from the decoded image (a flip is folded into the matrix, so the image is
+never copied), move the joints with the same matrix, and encode them with the shared codec.
+
+A record is a dict: 'image_file' str, 'image_id' int, 'center' (2,), 'scale' (2,) [HRNet units],
+'joints' (K, 2) image pixels, 'visible' (K,) 0/1, 'score' float (box score, 1 for GT).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from ..codecs import MSRAHeatmap
+from .metainfo import KeypointMeta
+from .transforms import (PIXEL_STD, affine_transform_points, flip_joints, get_affine_transform, half_body_box,
+                         normalize_image, random_box_shift, random_scale_rotation, warp_crop)
+
+logger = logging.getLogger(__name__)
+
+# IGNORE_ORIENTATION: COCO boxes refer to the stored pixels, not the EXIF-rotated view (as in HRNet).
+IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def read_image(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 BGR image; raises naming the file when it is missing or cannot be decoded."""
+    image = cv2.imread(path, IMREAD_FLAGS)
+    if image is None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'image not found: {path}')
+        raise IOError(f'image could not be decoded (corrupt or not an image): {path}')
+    return image
+
+
+class JointsDataset(Dataset):
+    """Base top-down dataset; subclasses fill `self.db` with records in `_load_records()`.
+
+    Args:
+        cfg: the frozen config (DATASET.* augmentation keys, MODEL.IMAGE_SIZE, DATASET.COLOR_RGB).
+        root: data set root folder; image_set: e.g. 'train2017' or 'valid'.
+        is_train: apply the random augmentation.
+        metainfo: the keypoint table; codec: the heatmap codec (shared with inference).
+    """
+
+    name = 'base'
+
+    def __init__(self, cfg, root: str, image_set: str, is_train: bool, metainfo: KeypointMeta,
+                 codec: MSRAHeatmap) -> None:
+        self.root = root
+        self.image_set = image_set
+        self.is_train = is_train
+        self.metainfo = metainfo
+        self.num_joints = metainfo.num_joints
+        self.flip_pairs = metainfo.flip_pairs
+        self.codec = codec
+        self.image_size = np.array(cfg.MODEL.IMAGE_SIZE, dtype=np.int64)  # (W, H)
+        self.heatmap_size = np.array(cfg.MODEL.HEATMAP_SIZE, dtype=np.int64)  # (w, h)
+        self.aspect_ratio = float(self.image_size[0]) / float(self.image_size[1])
+        self.color_rgb = cfg.DATASET.COLOR_RGB
+        d = cfg.DATASET
+        self.flip = d.FLIP
+        self.scale_factor = d.SCALE_FACTOR
+        self.rot_factor = d.ROT_FACTOR
+        self.prob_rotation = d.PROB_ROTATION
+        self.num_joints_half_body = d.NUM_JOINTS_HALF_BODY
+        self.prob_half_body = d.PROB_HALF_BODY
+        self.prob_half_body_upper = d.PROB_HALF_BODY_UPPER
+        self.prob_box_jitter = d.PROB_BOX_JITTER
+        self.box_jitter_factor = d.BOX_JITTER_FACTOR
+        self.use_joint_weights = bool(cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
+        self._rng_seed: int | None = None
+        self._rng: np.random.Generator | None = None
+        self.db: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.db)
+
+    # ------------------------------------------------------------------ randomness
+    def rng(self) -> np.random.Generator:
+        """This process's augmentation generator, seeded from torch's seed.
+
+        In a DataLoader worker that is the worker's seed (base seed + worker id, fresh each epoch);
+        in the main process (num_workers=0) it is torch.initial_seed(). Either way torch.manual_seed
+        makes the augmentation reproducible, and `build_dataset` seeds nothing globally.
+        """
+        info = get_worker_info()
+        seed = info.seed if info is not None else torch.initial_seed()
+        if seed != self._rng_seed:
+            self._rng_seed, self._rng = seed, np.random.default_rng(seed)
+        return self._rng
+
+    # ------------------------------------------------------------------ augmentation
+    def augment(self, record: dict, image_width: int, rng: np.random.Generator) -> dict:
+        """Draw one training augmentation: returns center, scale, rotation, flip, joints, visible."""
+        center = np.array(record['center'], dtype=np.float32)
+        scale = np.array(record['scale'], dtype=np.float32)
+        joints = np.array(record['joints'], dtype=np.float32)
+        visible = np.array(record['visible'], dtype=np.float32)
+        if self.prob_box_jitter > 0 and rng.random() < self.prob_box_jitter:
+            center = random_box_shift(center, scale, rng, self.box_jitter_factor)
+        if visible.sum() > self.num_joints_half_body and rng.random() < self.prob_half_body:
+            box = half_body_box(joints, visible, self.metainfo.upper_body_ids, self.metainfo.lower_body_ids,
+                                self.aspect_ratio, rng, prob_upper=self.prob_half_body_upper)
+            if box is not None:
+                center, scale = box
+        s, rotation = random_scale_rotation(rng, self.scale_factor, self.rot_factor, self.prob_rotation)
+        scale = scale * s
+        flip = bool(self.flip and rng.random() < 0.5)
+        if flip:
+            joints, visible = flip_joints(joints, visible, image_width, self.flip_pairs)
+            center[0] = image_width - center[0] - 1
+        return dict(center=center, scale=scale, rotation=rotation, flip=flip, joints=joints, visible=visible)
+
+    # ------------------------------------------------------------------ one sample
+    def __getitem__(self, index: int):
+        record = self.db[index]
+        image = read_image(record['image_file'])
+        if self.is_train:
+            aug = self.augment(record, image.shape[1], self.rng())
+        else:
+            aug = dict(center=np.asarray(record['center'], np.float32), scale=np.asarray(record['scale'], np.float32),
+                       rotation=0.0, flip=False, joints=np.asarray(record['joints'], np.float32),
+                       visible=np.asarray(record['visible'], np.float32))
+        crop = warp_crop(image, aug['center'], aug['scale'], aug['rotation'], self.image_size, flip=aug['flip'])
+        mat = get_affine_transform(aug['center'], aug['scale'], aug['rotation'], self.image_size)
+        visible = aug['visible']
+        joints = affine_transform_points(aug['joints'], mat).astype(np.float32)
+        joints[visible <= 0] = 0.0  # unlabelled joints carry no position
+        target, weight = self.codec.encode(joints, visible)
+        if self.use_joint_weights:
+            weight = weight * self.metainfo.joint_weights.astype(np.float32)
+        meta = {
+            'image_file': record['image_file'],
+            'image_id': int(record['image_id']),
+            'center': aug['center'].astype(np.float32),
+            'scale': aug['scale'].astype(np.float32),
+            'rotation': float(aug['rotation']),
+            'score': float(record['score']),
+            # The area evaluation uses for OKS NMS: the (padded) crop box, as HRNet/mmpose compute it.
+            'area': float(np.prod(aug['scale'].astype(np.float64) * PIXEL_STD)),
+            'joints': np.concatenate([joints, visible[:, None]], axis=1).astype(np.float32),
+            'index': int(index),
+        }
+        return (torch.from_numpy(normalize_image(crop, self.color_rgb)), torch.from_numpy(target),
+                torch.from_numpy(weight.reshape(-1, 1).astype(np.float32)), meta)
