@@ -1,0 +1,177 @@
+"""Top-down pose inference on whole images: person boxes in, keypoints in image pixels out.
+
+    estimator = PoseEstimator(cfg, 'model_best.pth')         # ours or an official mmpose checkpoint
+    people = estimator.predict(image_bgr, boxes_xywh)          # [{'keypoints': (K, 3), 'box', 'score'}]
+
+Every step is delegated to its one owner: boxes become centre/scale and crops with
+`lib.dataset.transforms` (the same code the dataset uses), the network runs in batches of
+`TEST.BATCH_SIZE_PER_GPU` boxes, the flip test mirrors its output back with `lib.codecs.flip_back`,
+and the codec from `build_codec(cfg)` decodes the peaks and maps them back to the image.
+`flip_test_heatmaps` and `get_final_preds` are public so that evaluation loops can share them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lib.codecs import MSRAHeatmap, build_codec, flip_back
+from lib.dataset.metainfo import check_num_joints, get_metainfo
+from lib.dataset.transforms import box_to_center_scale, normalize_image, warp_crop
+
+__all__ = ['PoseEstimator', 'flip_test_heatmaps', 'get_final_preds']
+
+logger = logging.getLogger(__name__)
+
+@torch.no_grad()
+def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_pairs: Sequence[Sequence[int]],
+                       flip_test: bool = True, shift: bool = True) -> torch.Tensor:
+    """Heatmaps (B, K, h, w) of normalised crops (B, 3, H, W), averaged with the mirrored flip pass.
+
+    The plain and the flipped crops go through the network as one batch of 2B (one call, fewer
+    framework overheads on CPU); the flipped half is mirrored back (left/right maps swapped,
+    width reversed, optionally shifted one pixel right as in the official test) and averaged.
+    """
+    if not flip_test:
+        return model(images)
+    out = model(torch.cat([images, torch.flip(images, dims=[3])]))
+    plain, flipped = out[:images.shape[0]], out[images.shape[0]:]
+    return (plain + flip_back(flipped, flip_pairs, shift=shift)) * 0.5
+
+
+def get_final_preds(codec: MSRAHeatmap, heatmaps: np.ndarray, centers: np.ndarray,
+                    scales: np.ndarray) -> np.ndarray:
+    """Heatmaps (N, K, h, w) + crop centres/scales (N, 2) -> keypoints (N, K, 3): image x, y, score."""
+    coords, scores = codec.decode_to_image(heatmaps, centers, scales)
+    return np.concatenate([coords, scores[..., None]], axis=-1)
+
+
+def build_pose_model(cfg, weights: 'None | str | os.PathLike | nn.Module' = None) -> tuple[nn.Module, str]:
+    """(model, description of its weights): a given module, a checkpoint file, or TEST.MODEL_FILE.
+
+    weights=None reads cfg.TEST.MODEL_FILE; when that is empty too the model keeps its random
+    initialisation and a warning says so (its keypoints are meaningless).
+    """
+    if isinstance(weights, nn.Module):
+        return weights, f'the given {type(weights).__name__} module'
+    from lib.models import build_model  # imported here: the model table is only needed for this path
+    from lib.utils.checkpoint import load_weights
+
+    path = os.fspath(weights) if weights is not None else cfg.TEST.MODEL_FILE
+    model = build_model(cfg)
+    if not path:
+        logger.warning('no weights given (TEST.MODEL_FILE is empty): %s has RANDOM weights, '
+                       'its keypoints are meaningless', cfg.MODEL.NAME)
+        return model, 'random initialisation (no weights file)'
+    load_weights(model, path)
+    return model, path
+
+
+class PoseEstimator:
+    """A top-down pose network with its pre- and post-processing, configured by a cfg.
+
+    Args:
+        cfg: config from `lib.config.load_config` (MODEL.*, DATASET.METAINFO/COLOR_RGB, TEST.*).
+        weights: None (cfg.TEST.MODEL_FILE, or random weights with a warning when that is empty),
+            a checkpoint path (ours or official mmpose), or an `nn.Module` used as it is.
+        device: where the network runs.
+        fuse_bn: run `model.fuse()` (BatchNorm folded into the convolutions, same outputs, faster).
+    """
+
+    def __init__(self, cfg, weights: 'None | str | os.PathLike | nn.Module' = None,
+                 device: str | torch.device = 'cpu', fuse_bn: bool = False) -> None:
+        self.cfg = cfg
+        self.metainfo = get_metainfo(cfg.DATASET.METAINFO)
+        check_num_joints(self.metainfo, cfg.MODEL.NUM_JOINTS)
+        self.codec = build_codec(cfg)
+        self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))  # (W, H)
+        self.aspect_ratio = self.image_size[0] / self.image_size[1]
+        self.flip_test = bool(cfg.TEST.FLIP_TEST)
+        self.shift_heatmap = bool(cfg.TEST.SHIFT_HEATMAP)
+        self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.batch_size = max(1, int(cfg.TEST.BATCH_SIZE_PER_GPU))
+        self.device = torch.device(device)
+        model, self.weights_source = build_pose_model(cfg, weights)
+        self.random_weights = self.weights_source.startswith('random')
+        model = model.to(self.device).eval()
+        self.model = model.fuse() if fuse_bn else model
+
+    @property
+    def num_joints(self) -> int:
+        return self.metainfo.num_joints
+
+    def preprocess(self, image_bgr: np.ndarray,
+                   boxes_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crops (M, 3, H, W) float32 normalised, centres (M, 2) and scales (M, 2) of M boxes."""
+        image_bgr = _check_image(image_bgr)
+        boxes = _check_boxes(boxes_xywh)
+        w, h = self.image_size
+        crops = np.empty((len(boxes), 3, h, w), dtype=np.float32)
+        centers = np.empty((len(boxes), 2), dtype=np.float32)
+        scales = np.empty((len(boxes), 2), dtype=np.float32)
+        for i, box in enumerate(boxes):
+            centers[i], scales[i] = box_to_center_scale(box, self.aspect_ratio)
+            crop = warp_crop(image_bgr, centers[i], scales[i], 0.0, self.image_size)
+            crops[i] = normalize_image(crop, color_rgb=self.color_rgb)
+        return crops, centers, scales
+
+    def heatmaps(self, crops: np.ndarray) -> np.ndarray:
+        """Network output (M, K, h, w) for normalised crops (M, 3, H, W), in batches, flip test per cfg."""
+        outputs = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch_size])).to(self.device)
+            out = flip_test_heatmaps(self.model, batch, self.metainfo.flip_pairs,
+                                     flip_test=self.flip_test, shift=self.shift_heatmap)
+            outputs.append(out.float().cpu().numpy())
+        if not outputs:
+            w, h = self.codec.heatmap_size
+            return np.zeros((0, self.num_joints, h, w), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def predict(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray,
+                box_scores: np.ndarray | None = None) -> list[dict]:
+        """Keypoints of every person box in one image.
+
+        Args:
+            image_bgr: (H, W, 3) image as cv2.imread returns it (uint8 or float, BGR).
+            boxes_xywh: (M, 4) person boxes x, y, w, h in image pixels (may extend past the image).
+            box_scores: (M,) detection scores (default 1).
+        Returns:
+            M dicts {'keypoints': (K, 3) x, y in image pixels + heatmap score, 'box': (4,), 'score': float}.
+        """
+        boxes = _check_boxes(boxes_xywh)
+        scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, dtype=np.float64).reshape(-1)
+        if scores.shape != (len(boxes),):
+            raise ValueError(f'box_scores must have one value per box ({len(boxes)}), got shape {scores.shape}')
+        if len(boxes) == 0:
+            return []
+        crops, centers, scales = self.preprocess(image_bgr, boxes)
+        keypoints = get_final_preds(self.codec, self.heatmaps(crops), centers, scales)
+        return [{'keypoints': keypoints[i], 'box': boxes[i].copy(), 'score': float(scores[i])}
+                for i in range(len(boxes))]
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        shape = getattr(image, 'shape', type(image).__name__)
+        raise ValueError(f'expected an (H, W, 3) BGR image array, got {shape}')
+    return image
+
+
+def _check_boxes(boxes_xywh: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes_xywh, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim == 1:
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'boxes must be (M, 4) x, y, w, h, got shape {np.shape(boxes_xywh)}')
+    bad = np.nonzero(~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))[0]
+    if len(bad):
+        raise ValueError(f'box {int(bad[0])} {boxes[bad[0]].tolist()} needs a finite position and positive '
+                         f'width and height')
+    return boxes
