@@ -16,7 +16,7 @@ import logging
 import os
 import warnings
 from collections import OrderedDict
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -100,10 +100,19 @@ def write_results_json(results: list[dict], path: str) -> str:
     return path
 
 
-def load_coco_gt(ann_file: str, verbose: bool = False):
-    """pycocotools COCO object for an annotation file (quiet unless verbose)."""
+def load_coco_gt(ann_file: Union[str, dict], verbose: bool = False):
+    """pycocotools COCO object for an annotation file path, or its already parsed dict (quiet unless verbose)."""
     from pycocotools.coco import COCO
 
+    if isinstance(ann_file, dict):
+        missing = [k for k in ('images', 'annotations', 'categories') if k not in ann_file]
+        if missing:
+            raise ValueError(f'COCO annotations lack {missing}')
+        coco = COCO()
+        coco.dataset = ann_file
+        with _maybe_quiet(verbose):
+            coco.createIndex()
+        return coco
     with _maybe_quiet(verbose):
         return COCO(ann_file)
 
