@@ -202,7 +202,9 @@ class MSRAHeatmap:
             mu_y = int(keypoints[j, 1] / self.stride[1] + 0.5)
             ul = (int(mu_x - radius), int(mu_y - radius))
             br = (int(mu_x + radius + 1), int(mu_y + radius + 1))
-            if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
+            # br is exclusive, so br <= 0 means no pixel on the map. (HRNet tests br < 0, which keeps
+            # weight 1 with an all-zero map when br == 0; we give such a joint weight 0.)
+            if ul[0] >= w or ul[1] >= h or br[0] <= 0 or br[1] <= 0:
                 weights[j] = 0.0
                 continue
             x0, x1 = max(0, ul[0]), min(br[0], w)
