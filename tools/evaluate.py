@@ -80,26 +80,18 @@ def _result_area(res: dict) -> float:
 
 
 def evaluate_coco(args) -> 'dict[str, float]':
-    from lib.dataset.metainfo import get_metainfo
-
     ann = _load_json(args.ann_file, 'annotation file')
     try:
         coco_gt = ck.load_coco_gt(ann, args.verbose)
         cat_id, num_joints = ck.keypoint_category(coco_gt)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise InputError(f'{args.ann_file}: not a COCO keypoint annotation file ({err})') from None
-    try:
-        sigmas = get_metainfo(args.metainfo).sigmas
-    except KeyError as err:
-        raise InputError(str(err.args[0])) from None
-    if len(sigmas) != num_joints:
-        raise InputError(f"{args.ann_file}: {num_joints} keypoints, but metainfo '{args.metainfo}' has "
-                         f'{len(sigmas)} sigmas; pass --metainfo NAME')
     results = _load_json(args.results, 'results file')
     try:
         ck.check_results(results, num_joints, source=args.results)
     except ValueError as err:
         raise InputError(str(err)) from None
+    sigmas = _sigmas(args.metainfo, num_joints, args.ann_file)
     if args.rescore or args.oks_nms:
         preds = {'keypoints': np.asarray([r['keypoints'] for r in results], dtype=np.float64).reshape(-1, num_joints, 3),
                  'score': np.asarray([r['score'] for r in results], dtype=np.float64),
@@ -111,6 +103,20 @@ def evaluate_coco(args) -> 'dict[str, float]':
         return ck.coco_keypoint_eval(coco_gt, results, sigmas, args.verbose)
     except ValueError as err:
         raise InputError(f'{args.results}: {err}') from None
+
+
+def _sigmas(metainfo: str, num_joints: int, ann_file: str) -> np.ndarray:
+    """OKS sigmas of the named keypoint table, checked against the annotation file's joint count."""
+    from lib.dataset.metainfo import get_metainfo  # imported late: lib.dataset pulls in torch
+
+    try:
+        sigmas = get_metainfo(metainfo).sigmas
+    except KeyError as err:
+        raise InputError(str(err.args[0])) from None
+    if len(sigmas) != num_joints:
+        raise InputError(f"{ann_file}: {num_joints} keypoints, but metainfo '{metainfo}' has "
+                         f'{len(sigmas)} sigmas; pass --metainfo NAME')
+    return sigmas
 
 
 def load_mpii_preds(path: str, one_based: bool) -> np.ndarray:
