@@ -1,7 +1,6 @@
 """Evaluation: COCO keypoint AP against pycocotools itself, MPII PCKh known answers, heatmap accuracy."""
 import json
 import os
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -228,6 +227,12 @@ def test_mpii_evaluate_predictions_reorders_by_index_and_writes_pred_mat(mpii_gt
     preds['index'] = np.array([0, 0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"each of 0..4"):
         evaluate_predictions(ds, preds, None)
+    # No ground truth (MPII test split): pred.mat is still written, then the error names the missing file.
+    ds.gt_mat = str(tmp_path / 'gt_test.mat')
+    preds['index'] = perm
+    with pytest.raises(FileNotFoundError, match='gt_test.mat'):
+        evaluate_predictions(ds, preds, str(tmp_path / 'test'))
+    assert (tmp_path / 'test' / 'pred.mat').is_file()
 
 
 def test_mpii_bad_inputs(mpii_gt, tmp_path):

@@ -93,7 +93,8 @@ def evaluate_coco(args) -> 'dict[str, float]':
         raise InputError(str(err)) from None
     sigmas = _sigmas(args.metainfo, num_joints, args.ann_file)
     if args.rescore or args.oks_nms:
-        preds = {'keypoints': np.asarray([r['keypoints'] for r in results], dtype=np.float64).reshape(-1, num_joints, 3),
+        keypoints = np.asarray([r['keypoints'] for r in results], dtype=np.float64)
+        preds = {'keypoints': keypoints.reshape(-1, num_joints, 3),
                  'score': np.asarray([r['score'] for r in results], dtype=np.float64),
                  'area': np.asarray([_result_area(r) for r in results], dtype=np.float64),
                  'image_id': np.asarray([r['image_id'] for r in results], dtype=np.int64)}

@@ -20,6 +20,8 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from lib.nms import oks_nms, soft_oks_nms
+
 logger = logging.getLogger(__name__)
 
 # pycocotools' COCOeval.stats order for iouType='keypoints', with our names.
@@ -47,8 +49,6 @@ def oks_nms_per_image(instances: Sequence[dict], sigmas: np.ndarray, oks_thr: fl
 
     Returns the kept instances, grouped by image in first-seen image order, best score first.
     """
-    from lib.nms import oks_nms, soft_oks_nms
-
     by_image: dict[int, list[dict]] = OrderedDict()
     for inst in instances:
         by_image.setdefault(int(inst['image_id']), []).append(inst)
@@ -160,7 +160,8 @@ def coco_keypoint_eval(coco_gt, results: list[dict], sigmas: Optional[np.ndarray
         raise ValueError(f'{len(sigmas)} OKS sigmas given, but the annotation file has {num_joints} keypoints')
     unknown = {r['image_id'] for r in results} - set(coco_gt.getImgIds())
     if unknown:
-        raise ValueError(f'{len(unknown)} result image_id(s) are not in the annotation file, e.g. {sorted(unknown)[:5]}')
+        raise ValueError(f'{len(unknown)} result image_id(s) are not in the annotation file, '
+                         f'e.g. {sorted(unknown)[:5]}')
     with _maybe_quiet(verbose):
         if results:
             # loadRes adds 'area', 'bbox' and 'id' to each result; give it copies.
@@ -222,7 +223,8 @@ def evaluate_coco_predictions(dataset, preds: dict, output_dir: Optional[str], *
     results = make_coco_results(preds, sigmas, in_vis_thre=in_vis_thre, oks_thre=oks_thre, soft_nms=soft_nms,
                                 rescore=rescore, nms=nms, category_id=cat_id)
     if output_dir:
-        path = write_results_json(results, os.path.join(output_dir, f'keypoints_{results_set_name(dataset)}_results.json'))
+        name = f'keypoints_{results_set_name(dataset)}_results.json'
+        path = write_results_json(results, os.path.join(output_dir, name))
         logger.info('wrote %d keypoint results to %s', len(results), path)
     return coco_keypoint_eval(coco_gt, results, sigmas, verbose)
 

@@ -170,17 +170,20 @@ def evaluate_mpii_predictions(dataset, preds: dict, output_dir: Optional[str]) -
     """PCKh for a data set's predictions. Reads only dataset.gt_mat; preds['keypoints'] (N,16,3) 0-based image px.
 
     Rows are put in annotation order by preds['index'] (when given) so gathered or shuffled
-    predictions score correctly. Writes output_dir/pred.mat when output_dir is given.
+    predictions score correctly. output_dir/pred.mat is written first (when output_dir is given), so
+    a split without ground truth (MPII test) still yields the file to submit before the error.
     """
-    gt = load_gt_mat(dataset.gt_mat)
     keypoints = np.asarray(preds['keypoints'], dtype=np.float64)
-    if 'index' in preds and preds['index'] is not None:
+    if preds.get('index') is not None:
         index = np.asarray(preds['index']).astype(np.int64)
-        if sorted(index.tolist()) != list(range(gt.num_people)):
-            raise ValueError(f"preds['index'] must hold each of 0..{gt.num_people - 1} ({dataset.gt_mat} has "
-                             f'{gt.num_people} people) exactly once; got {len(index)} indices')
+        if sorted(index.tolist()) != list(range(len(keypoints))):
+            raise ValueError(f"preds['index'] must hold each of 0..{len(keypoints) - 1} exactly once "
+                             f'(one prediction per annotated person)')
         keypoints = keypoints[np.argsort(index)]
-    coords = check_preds(keypoints[..., :2], gt.num_people, "preds['keypoints']")
+    if keypoints.ndim != 3 or keypoints.shape[1:] not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
+        raise ValueError(f"preds['keypoints'] has shape {keypoints.shape}, expected (N, {NUM_JOINTS}, 3)")
+    coords = keypoints[..., :2]
     if output_dir:
         logger.info('wrote %s', save_pred_mat(coords, os.path.join(output_dir, 'pred.mat')))
-    return pckh_metrics(coords, gt)
+    gt = load_gt_mat(dataset.gt_mat)
+    return pckh_metrics(check_preds(coords, gt.num_people, f"preds['keypoints'] (for {dataset.gt_mat})"), gt)
