@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-
 from . import nms as _numpy_backend
 from .nms import descending_order, oks_iou, prepare, rescore
 
