@@ -289,3 +289,31 @@ def test_metrics_table():
     from collections import OrderedDict
     table = format_metrics_table(OrderedDict([('AP', 0.71234), ('AR', float('nan'))]), 'litehrnet_18')
     assert table.splitlines() == ['| Model | AP | AR |', '|---|---|---|', '| litehrnet_18 | 0.712 | n/a |']
+
+
+def test_real_coco_dataset_object_feeds_evaluation(coco_tiny, tmp_path):
+    """The data set built from a config exposes what evaluate_predictions reads (name, ann_file, metainfo, set)."""
+    from lib.config import load_config
+    from lib.dataset import build_dataset
+
+    cfg = load_config(None, ['DATASET.ROOT', coco_tiny, 'DATASET.TEST_SET', 'val2017', 'TEST.USE_GT_BBOX', 'True'])
+    dataset = build_dataset(cfg, is_train=False)
+    metrics, primary = evaluate_predictions(dataset, gt_as_preds(dataset.ann_file), str(tmp_path))
+    assert primary == 'AP' and metrics['AP'] == pytest.approx(1.0)
+    assert (tmp_path / 'keypoints_val2017_results.json').is_file()
+
+
+def test_real_mpii_dataset_object_feeds_evaluation(mpii_tiny, mpii_gt, tmp_path):
+    from lib.config import load_config
+    from lib.dataset import build_dataset
+
+    cfg = load_config(None, ['DATASET.DATASET', 'mpii', 'DATASET.METAINFO', 'mpii', 'MODEL.NUM_JOINTS', '16',
+                             'DATASET.ROOT', mpii_tiny, 'DATASET.TEST_SET', 'valid'])
+    dataset = build_dataset(cfg, is_train=False)
+    # mpii_tiny has no real head boxes: point the data set at the synthetic-head-box file (see data/README).
+    dataset.gt_mat = os.path.join(mpii_tiny, 'annot', 'gt_valid_synthetic_headboxes.mat')
+    n = mpii_gt.num_people
+    preds = {'keypoints': np.concatenate([mpii_gt.joints - 1.0, np.ones((n, 16, 1))], axis=-1),
+             'index': np.arange(n), 'score': np.ones(n), 'area': np.ones(n), 'image_id': np.arange(n)}
+    metrics, primary = evaluate_predictions(dataset, preds, str(tmp_path))
+    assert primary == 'Mean' and metrics['Mean'] == 100.0 and len(dataset) == n
