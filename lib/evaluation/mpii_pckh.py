@@ -117,7 +117,7 @@ def pckh_per_joint(errors: np.ndarray, annotated: np.ndarray, thr: float) -> tup
 
 def check_preds(preds, num_people: int, source: str = 'preds') -> np.ndarray:
     """Validate predictions as (N,16,2) floats for N people; ValueError naming source otherwise."""
-    arr = np.asarray(preds, dtype=np.float64) if not isinstance(preds, np.ndarray) else preds.astype(np.float64)
+    arr = np.asarray(preds, dtype=np.float64)
     if arr.ndim == 3 and arr.shape[1:] == (NUM_JOINTS, 3):
         arr = arr[..., :2]  # x, y, score: the score is not used by PCKh
     if arr.shape != (num_people, NUM_JOINTS, 2):
