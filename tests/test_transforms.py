@@ -64,6 +64,17 @@ def test_warp_crop_puts_a_pixel_where_the_matrix_says():
     assert (xs[0], ys[0]) == tuple(np.round(expected).astype(int)) == (2, 22)
 
 
+@pytest.mark.parametrize('rot', [25.0, -70.0])
+def test_rotated_crop_moves_a_blob_where_the_points_go(rot):
+    image = np.zeros((200, 240, 3), np.uint8)
+    cv2.circle(image, (90, 70), 4, (255, 255, 255), -1)
+    center, scale = np.array([120.0, 100.0]), np.array([0.8, 1.0])
+    crop = warp_crop(image, center, scale, rot, (96, 128))
+    ys, xs = np.nonzero(crop[..., 0] > 127)
+    expected = affine_transform_points([90, 70], get_affine_transform(center, scale, rot, (96, 128)))
+    np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.3)
+
+
 def test_warp_crop_flip_equals_cropping_the_flipped_image():
     rng = np.random.default_rng(1)
     image = cv2.GaussianBlur(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8), (5, 5), 0)
