@@ -140,14 +140,14 @@ def test_mpii_loader(mpii_tiny):
 
 
 # ---------------------------------------------------------------------------------------------- custom K
-def _write_coco(root, k, anns, image_size=(160, 120), image_set='val2017', write_image=True):
+def _write_coco(root, k, anns, image_size=(160, 120), image_set='val2017', write_image=True, category_id=1):
     os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
     os.makedirs(os.path.join(root, 'images', image_set), exist_ok=True)
     if write_image:
         img = np.full((image_size[1], image_size[0], 3), 90, np.uint8)
         cv2.imwrite(os.path.join(root, 'images', image_set, 'a.jpg'), img)
     data = dict(images=[dict(id=1, file_name='a.jpg', width=image_size[0], height=image_size[1])],
-                annotations=anns, categories=[dict(id=1, name='person', keypoints=[str(i) for i in range(k)])])
+                annotations=anns, categories=[dict(id=category_id, name='thing', keypoints=[str(i) for i in range(k)])])
     path = os.path.join(root, 'annotations', f'person_keypoints_{image_set}.json')
     with open(path, 'w') as f:
         json.dump(data, f)
@@ -168,7 +168,7 @@ def test_small_custom_keypoint_set_runs_through_dataset_and_codec(tmp_path):
         flip_pairs=((1, 2), (3, 4)), upper_body_ids=(0, 1, 2), lower_body_ids=(3, 4),
         joint_weights=np.ones(5), sigmas=np.full(5, 0.05), skeleton=((0, 1), (0, 2), (0, 3), (0, 4))),
         overwrite=True)
-    _write_coco(str(tmp_path), 5, [_ann(5)])
+    _write_coco(str(tmp_path), 5, [dict(_ann(5), category_id=3)], category_id=3)  # not a person category
     cfg = load_config(None, ['DATASET.ROOT', str(tmp_path), 'DATASET.METAINFO', 'toy5', 'MODEL.NUM_JOINTS', '5',
                              'DATASET.TRAIN_SET', 'val2017', 'DATASET.NUM_JOINTS_HALF_BODY', '3',
                              'DATASET.PROB_HALF_BODY', '1.0'])
@@ -227,6 +227,10 @@ def test_wrong_length_keypoints_is_a_clear_error(tmp_path):
     ann['keypoints'] = ann['keypoints'][:-3]
     _write_coco(str(tmp_path), 17, [ann])
     with pytest.raises(ValueError, match=r"annotations\[0\] \(id 7\): field 'keypoints' has 48 values, expected 51"):
+        build_dataset(_cfg(tmp_path), is_train=False)
+    ann['keypoints'] = ['x'] * 51
+    _write_coco(str(tmp_path), 17, [ann])
+    with pytest.raises(ValueError, match=r"\(id 7\): field 'keypoints' must hold numbers"):
         build_dataset(_cfg(tmp_path), is_train=False)
 
 

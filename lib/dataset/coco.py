@@ -9,6 +9,8 @@ GT records follow HRNet/mmpose 0.x: crowd annotations are dropped; the box is cl
 with a log line; persons with no labelled keypoint (max(keypoints) == 0) are skipped, for training
 and for GT-box validation alike, as both classic repos do. Detection records keep every person
 detection whose score is >= TEST.IMAGE_THRE (joints unknown, all marked visible as in HRNet).
+Annotations and detections count when their category carries keypoints in the file's `categories`
+(COCO: person, id 1), so a user's set with other category ids works too.
 """
 from __future__ import annotations
 
@@ -76,6 +78,9 @@ class COCODataset(JointsDataset):
         self.image_thre = image_thre
         data = load_json(self.ann_file, 'COCO annotation file')
         self.images = self._index_images(data)
+        # Categories that carry keypoints (COCO: person, id 1); a user's set may use other ids.
+        self.category_ids = {c.get('id') for c in data.get('categories', []) if isinstance(c, dict)
+                             and 'keypoints' in c} or {1}
         self.image_ids = sorted(self.images)
         if use_gt_bbox:
             self.db = self._gt_records(data)
@@ -112,7 +117,7 @@ class COCODataset(JointsDataset):
             image_id = int(_field(ann, 'image_id', at))
             if image_id not in self.images:
                 raise ValueError(f"{at}: field 'image_id' {image_id} is not in 'images'")
-            if ann.get('iscrowd', 0) or ann.get('category_id', 1) != 1:
+            if ann.get('iscrowd', 0) or ann.get('category_id', 1) not in self.category_ids:
                 continue
             kpts = _field(ann, 'keypoints', at)
             if not isinstance(kpts, (list, tuple)) or len(kpts) != 3 * k:
@@ -124,7 +129,10 @@ class COCODataset(JointsDataset):
             if box is None or float(ann.get('area', 1.0)) <= 0:
                 logger.info('%s: skipped, zero-size box %s or area %s', at, ann['bbox'], ann.get('area'))
                 continue
-            kpts = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
+            try:
+                kpts = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
+            except (TypeError, ValueError):
+                raise ValueError(f"{at}: field 'keypoints' must hold numbers, got {kpts!r}") from None
             if kpts.max() <= 0:
                 continue  # no labelled keypoint: nothing to learn or score (HRNet, mmpose)
             center, scale = box_to_center_scale(box, self.aspect_ratio)
@@ -141,7 +149,7 @@ class COCODataset(JointsDataset):
         records = []
         for i, det in enumerate(dets):
             at = f'{where}: entry {i}'
-            if _field(det, 'category_id', at) != 1:
+            if _field(det, 'category_id', at) not in self.category_ids:
                 continue
             score = float(_field(det, 'score', at))
             if score < self.image_thre:
