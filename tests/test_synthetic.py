@@ -119,3 +119,25 @@ def test_ground_truth_through_crop_encode_decode_scores_ap_one(synthetic_root):
         ev.summarize()
     assert ev.stats[1] == 1.0  # AP50
     assert ev.stats[0] >= 0.97  # AP over OKS 0.50:0.95
+
+
+def test_visibility_flags_from_the_part_map():
+    from lib.dataset.synthetic import HEAD, TORSO, _Person, _visibility
+    uv = np.tile([[50.0, 50.0]], (17, 1))
+    uv[9] = [10, 10]  # left wrist, on its forearm (part 5)
+    uv[10] = [20, 10]  # right wrist, covered by someone else's part
+    uv[15] = [-3, 10]  # left ankle, outside the image
+    depth = np.zeros(17)
+    depth[6] = -30  # right shoulder on the far side of the torso
+    p = _Person(uv, depth, np.array([50.0, 40.0]), 5.0, 0.0, 100.0, {}, {})
+    parts = np.zeros((64, 64), np.uint16)
+    label0 = 12
+    parts[50, 50] = label0 + TORSO
+    parts[10, 10] = label0 + 5
+    parts[10, 20] = 2 * label0 + 5  # the next person's forearm
+    v = _visibility(p, parts, label0, 64, 64)
+    assert v[9] == 2 and v[10] == 1 and v[15] == 0
+    assert v[5] == 2 and v[6] == 1  # both shoulders on the torso pixel; only the near one is seen
+    assert v[0] == 1  # the nose's pixel shows the torso, not the head
+    parts[50, 50] = label0 + HEAD
+    assert _visibility(p, parts, label0, 64, 64)[0] == 2
