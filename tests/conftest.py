@@ -33,3 +33,33 @@ def mpii_tiny() -> str:
 @pytest.fixture
 def reference_dir() -> str:
     return require_path(SHARED_REFERENCE)
+
+
+# --- training/test tools (TRAIN helper) ------------------------------------------------------------------
+TOOLS_DIR = os.path.join(REPO_ROOT, 'tools')
+
+
+def load_tool(name: str):
+    """Import tools/<name>.py as module 'tools_<name>' (tools/ goes on sys.path for its `import _init_paths`).
+
+    A plain `import test` would find Python's own `test` package, hence the explicit file import.
+    """
+    import importlib.util
+    if TOOLS_DIR not in sys.path:
+        sys.path.insert(0, TOOLS_DIR)
+    module_name = f'tools_{name}'
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(TOOLS_DIR, f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
+
+
+@pytest.fixture(scope='session')
+def synthetic_tiny(tmp_path_factory) -> str:
+    """A tiny synthetic COCO-format set (6 train / 3 val images, 1-3 people each), made once per session."""
+    from lib.dataset.synthetic import make_synthetic_dataset
+    root = str(tmp_path_factory.mktemp('synthetic_tiny'))
+    make_synthetic_dataset(root, seed=0, num_train=6, num_val=3)
+    return root

@@ -77,15 +77,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def reduce_mean(value: float | torch.Tensor) -> float:
-    """The mean of a scalar over all processes (the value itself in one process)."""
-    tensor = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
+def reduce_mean(*values: float | torch.Tensor) -> list[float]:
+    """The means of scalars over all processes (one all_reduce for all of them; the values themselves
+    in one process)."""
+    tensor = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().reshape(()).cpu() for v in values])
     if get_world_size() > 1:
         if dist.get_backend() == 'nccl':
             tensor = tensor.cuda()
         dist.all_reduce(tensor)
         tensor /= get_world_size()
-    return float(tensor)
+    return tensor.tolist()
 
 
 def _all_gather_object(obj: Any) -> list[Any]:

@@ -1,0 +1,208 @@
+"""tools/train.py on a tiny synthetic set: loss goes down, outputs, exact resume, killed runs, NaN stop, weights.
+
+Sizes are tiny (64x64 input, batch 4, 2 iterations per epoch) so the whole file runs in well under a minute.
+"""
+import glob
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_tool
+from lib.config import load_config, output_dirs
+from lib.core.function import build_loader, train_one_epoch
+from lib.core.loss import JointsMSELoss, build_loss
+from lib.dataset import build_dataset
+from lib.models import build_model
+from lib.utils.checkpoint import load_checkpoint_file
+from lib.utils.training_state import save_training_state
+
+CFG = os.path.join(REPO_ROOT, 'experiments', 'synthetic', 'quickstart.yaml')
+
+
+def tiny_opts(root: str, out: str, **extra) -> list[str]:
+    """Overrides that make the quick-start config a seconds-long CPU run in `out`."""
+    opts = {'DATASET.ROOT': root, 'OUTPUT_DIR': os.path.join(out, 'output'), 'LOG_DIR': os.path.join(out, 'log'),
+            'MODEL.IMAGE_SIZE': '[64,64]', 'MODEL.HEATMAP_SIZE': '[16,16]', 'WORKERS': '0',
+            'TRAIN.BATCH_SIZE_PER_GPU': '4', 'TEST.BATCH_SIZE_PER_GPU': '8', 'TRAIN.MAX_ITERS_PER_EPOCH': '2',
+            'TRAIN.LR_SCHEDULE': 'step', 'TRAIN.LR_STEP': '[1]', 'TRAIN.WARMUP_ITERS': '3',
+            'TRAIN.END_EPOCH': '2', 'TRAIN.VAL_INTERVAL': '1', 'TEST.FLIP_TEST': 'False', 'PRINT_FREQ': '1'}
+    opts.update(extra)
+    return [item for pair in opts.items() for item in pair]
+
+
+def run_dir(out: str) -> str:
+    return output_dirs(load_config(CFG, ['OUTPUT_DIR', os.path.join(out, 'output')]))[0]
+
+
+def train(root: str, out: str, **extra) -> int:
+    return load_tool('train').main(['--cfg', CFG, '--device', 'cpu', *tiny_opts(root, out, **extra)])
+
+
+@pytest.fixture(scope='module')
+def straight_run(synthetic_tiny, tmp_path_factory):
+    """Two epochs in one go (with debug images every iteration); shared by several tests."""
+    out = str(tmp_path_factory.mktemp('straight'))
+    assert train(synthetic_tiny, out, **{'TRAIN.DEBUG_INTERVAL': '1'}) == 0
+    return out
+
+
+def test_a_few_iterations_reduce_the_loss(synthetic_tiny):
+    torch.manual_seed(0)
+    cfg = load_config(CFG, tiny_opts(synthetic_tiny, '/unused', **{'TRAIN.MAX_ITERS_PER_EPOCH': '0',
+                                                                   'TRAIN.WARMUP_ITERS': '0'}))
+    dataset = build_dataset(cfg, is_train=True)
+    loader = build_loader(cfg, dataset, train=True)
+    images, target, weight, _ = next(iter(loader))
+    model, criterion = build_model(cfg), build_loss(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR)
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+
+    def fixed_batch_loss():
+        model.train()  # batch statistics, as in training (no parameter changes under no_grad)
+        with torch.no_grad():
+            return criterion(model(images), target, weight).item()
+
+    before = fixed_batch_loss()
+    iteration = 0
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        iteration, _ = train_one_epoch(cfg, model, loader, criterion, optimizer, scaler, epoch=epoch,
+                                       iteration=iteration, iters_per_epoch=len(loader), device=torch.device('cpu'))
+    assert iteration == 3 * len(loader)
+    assert fixed_batch_loss() < 0.8 * before
+
+
+def test_outputs_of_a_run(straight_run):
+    out = run_dir(straight_run)
+    for name in ('checkpoint.pth', 'model_best.pth', 'final_state.pth', 'quickstart_train_config.yaml'):
+        assert os.path.isfile(os.path.join(out, name)), name
+    log = open(glob.glob(os.path.join(out, 'quickstart_train_*.log'))[0]).read()
+    assert 'epoch 1 validation: AP' in log
+    assert glob.glob(os.path.join(out, 'debug', 'train_0000001_gt.jpg'))
+    assert glob.glob(os.path.join(straight_run, 'log', '**', 'events.out.tfevents.*'), recursive=True)
+    state = load_checkpoint_file(os.path.join(out, 'checkpoint.pth'))
+    assert (state['epoch'], state['iteration']) == (2, 4)
+    assert 'END_EPOCH: 2' in state['config']
+    assert set(state['rng']) >= {'python', 'numpy', 'torch'}
+    best = load_checkpoint_file(os.path.join(out, 'model_best.pth'))
+    assert best['perf'] == state['best_perf'] and best['metric'] == 'AP'
+    # Leftover temporary files would mean a non-atomic write.
+    assert not glob.glob(os.path.join(out, '.*.tmp'))
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert (a['epoch'], a['iteration'], a['best_perf']) == (b['epoch'], b['iteration'], b['best_perf'])
+    assert a['model'].keys() == b['model'].keys()
+    for key in a['model']:
+        assert torch.equal(a['model'][key], b['model'][key]), key
+    opt_a, opt_b = a['optimizer'], b['optimizer']
+    assert [g['lr'] for g in opt_a['param_groups']] == [g['lr'] for g in opt_b['param_groups']]
+    assert opt_a['state'].keys() == opt_b['state'].keys()
+    for index, slots in opt_a['state'].items():
+        for name, value in slots.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b['state'][index][name])), (index, name)
+
+
+def test_resume_is_exact(straight_run, synthetic_tiny, tmp_path):
+    """1 epoch, stop, resume for 1 more == 2 epochs straight: same weights, optimizer state and lr.
+
+    LR_STEP [1] and 3 warmup iterations over 2-iteration epochs make epoch 1 start inside the warmup
+    and at the decayed lr, so a resume at the wrong schedule position would show."""
+    out = str(tmp_path)
+    assert train(synthetic_tiny, out, **{'TRAIN.END_EPOCH': '1'}) == 0
+    assert load_checkpoint_file(os.path.join(run_dir(out), 'checkpoint.pth'))['epoch'] == 1
+    assert train(synthetic_tiny, out) == 0  # same output folder: AUTO_RESUME picks up epoch 1
+    resumed = load_checkpoint_file(os.path.join(run_dir(out), 'checkpoint.pth'))
+    straight = load_checkpoint_file(os.path.join(run_dir(straight_run), 'checkpoint.pth'))
+    assert_same_training_state(straight, resumed)
+    lr = resumed['optimizer']['param_groups'][0]['lr']
+    cfg = load_config(CFG)
+    assert lr == pytest.approx(cfg.TRAIN.LR * 0.1)  # iteration 3 (last): epoch 1, warmup over
+
+
+def test_pretrained_weights_are_loaded(straight_run, synthetic_tiny, tmp_path):
+    final = os.path.join(run_dir(straight_run), 'final_state.pth')
+    # END_EPOCH 0: no training step, so final_state.pth must be exactly the loaded weights.
+    assert train(synthetic_tiny, str(tmp_path), **{'MODEL.PRETRAINED': final, 'TRAIN.END_EPOCH': '0'}) == 0
+    loaded = load_checkpoint_file(os.path.join(run_dir(str(tmp_path)), 'final_state.pth'))['model']
+    source = load_checkpoint_file(final)['model']
+    assert all(torch.equal(loaded[k], source[k]) for k in source)
+
+
+def test_nan_loss_stops_and_keeps_the_checkpoint(synthetic_tiny, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path)
+    assert train(synthetic_tiny, out, **{'TRAIN.END_EPOCH': '1'}) == 0
+    ckpt = os.path.join(run_dir(out), 'checkpoint.pth')
+    before = open(ckpt, 'rb').read()
+    monkeypatch.setattr(JointsMSELoss, 'forward', lambda self, output, target, weight: output.sum() * float('nan'))
+    tool = load_tool('train')
+    code = tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu', *tiny_opts(synthetic_tiny, out)]))
+    assert code == 1
+    assert 'error: loss is nan at epoch 1' in capsys.readouterr().err
+    assert open(ckpt, 'rb').read() == before
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
+
+
+def test_killed_run_resumes(synthetic_tiny, tmp_path):
+    """SIGKILL mid-epoch after the first checkpoint; the same command then resumes from that checkpoint."""
+    out = str(tmp_path)
+    command = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), '--cfg', CFG, '--device', 'cpu',
+               *tiny_opts(synthetic_tiny, out, **{'TRAIN.END_EPOCH': '3'})]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    seen = []
+    for line in proc.stdout:  # the log says when epoch 1 has done its first step
+        seen.append(line)
+        if 'epoch 1 [1/2]' in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, ''.join(seen)
+    ckpt = os.path.join(run_dir(out), 'checkpoint.pth')
+    assert load_checkpoint_file(ckpt)['epoch'] == 1
+
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert 'resumed from' in done.stdout and 'epoch 1, iteration 2' in done.stdout
+    final = load_checkpoint_file(ckpt)
+    assert (final['epoch'], final['iteration']) == (3, 6)
+
+
+_WRITER = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from lib.config import load_config
+from lib.utils.training_state import save_training_state
+model = torch.nn.Linear(1500, 1500)  # ~9 MB per write, so a kill often lands mid-write
+opt = torch.optim.Adam(model.parameters())
+print('ready', flush=True)
+for i in range(10**6):
+    with torch.no_grad():
+        model.bias.fill_(i)
+    save_training_state(sys.argv[1], model=model, optimizer=opt, scaler=None, epoch=i, iteration=i,
+                        best_perf=0.0, best_epoch=-1, cfg=load_config())
+"""
+
+
+def test_checkpoint_is_never_half_written(tmp_path):
+    """Kill a process that rewrites checkpoint.pth in a loop, at several moments: the file always loads
+    and is one complete version (its bias matches its epoch)."""
+    path = str(tmp_path / 'checkpoint.pth')
+    for delay in (0.35, 0.7):
+        proc = subprocess.Popen([sys.executable, '-c', _WRITER.format(root=REPO_ROOT), path],
+                                stdout=subprocess.PIPE, text=True, env=_env())
+        assert proc.stdout.readline().strip() == 'ready'
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        if os.path.exists(path):
+            state = load_checkpoint_file(path)
+            assert torch.all(state['model']['bias'] == state['epoch'])

@@ -1,0 +1,70 @@
+"""Evaluate a trained model: AP on COCO-format data, PCKh on MPII.
+
+    python tools/test.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml TEST.MODEL_FILE m.pth
+    torchrun --nproc_per_node 2 tools/test.py --cfg ... TEST.MODEL_FILE m.pth TEST.USE_GT_BBOX True
+
+TEST.MODEL_FILE may be one of our checkpoints (model_best.pth, final_state.pth, checkpoint.pth) or an
+official mmpose-format one. Flip test, heatmap shift, DARK and GT vs detector boxes follow cfg.TEST.
+Writes the results file (COCO keypoints json / MPII pred.mat) and metrics.json into the output folder
+and prints the metrics table. Under torchrun every process predicts a shard; rank 0 scores each
+sample once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import _init_paths  # noqa: F401  (puts the repository root on sys.path)
+import torch
+
+from lib.config import load_config
+from lib.core.function import build_loader, validate
+from lib.dataset import build_dataset
+from lib.models import build_model
+from lib.utils.checkpoint import load_weights
+from lib.utils.cli import parse_args_with_overrides
+from lib.utils.dist import cleanup, init_distributed
+from lib.utils.logger import create_logger, run_tool
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Evaluate a Lite-HRNet keypoint model.')
+    parser.add_argument('--cfg', required=True, help='experiment YAML file')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    return parse_args_with_overrides(parser, argv)  # KEY VALUE overrides, e.g. TEST.MODEL_FILE m.pth
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    if not cfg.TEST.MODEL_FILE:
+        raise ValueError('no model to test: pass TEST.MODEL_FILE path/to/weights.pth')
+    model = build_model(cfg)
+    load_weights(model, cfg.TEST.MODEL_FILE)  # checked before any process group or output folder exists
+
+    dist_info = init_distributed(args.device)
+    logger, output_dir, _ = create_logger(cfg, 'test')
+    logger.info('model %s from %s; boxes: %s; flip test %s', cfg.MODEL.NAME, cfg.TEST.MODEL_FILE,
+                'ground truth' if cfg.TEST.USE_GT_BBOX else cfg.TEST.COCO_BBOX_FILE, cfg.TEST.FLIP_TEST)
+    model.to(dist_info.device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    dataset = build_dataset(cfg, is_train=False)
+    loader = build_loader(cfg, dataset, False, dist_info.world_size, dist_info.rank)
+    metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device)
+
+    if dist_info.is_main:
+        from lib.evaluation import print_metrics_table
+        print_metrics_table(metrics, f'{cfg.MODEL.NAME} on {cfg.DATASET.DATASET} {cfg.DATASET.TEST_SET} '
+                                     f'({len(dataset)} samples)')
+        with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
+            json.dump(metrics, f, indent=2)
+        logger.info('%s %.4f; results and metrics.json in %s', key, metrics[key], output_dir)
+    cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_tool(main))

@@ -1,0 +1,160 @@
+"""Train a Lite-HRNet from a YAML config, on one CPU/GPU or many processes with torchrun.
+
+    python tools/train.py --cfg experiments/synthetic/quickstart.yaml [KEY VALUE ...]
+    torchrun --nproc_per_node 8 tools/train.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml
+
+Re-running the same command resumes from OUTPUT_DIR/<dataset>/<model>/<config>/checkpoint.pth
+(TRAIN.AUTO_RESUME). Writes checkpoint.pth (latest), model_best.pth (best validation metric) and
+final_state.pth there, plus the log file and the resolved config; TensorBoard scalars go to LOG_DIR/....
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import _init_paths  # noqa: F401  (puts the repository root on sys.path)
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from lib.config import load_config
+from lib.core.function import build_loader, train_one_epoch, validate
+from lib.core.loss import build_loss
+from lib.dataset import build_dataset
+from lib.models import build_model
+from lib.utils.checkpoint import load_weights
+from lib.utils.cli import parse_args_with_overrides
+from lib.utils.dist import barrier, cleanup, init_distributed
+from lib.utils.logger import create_logger, run_tool
+from lib.utils.training_state import load_training_state, save_model_file, save_training_state
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a Lite-HRNet keypoint model.')
+    parser.add_argument('--cfg', required=True, help='experiment YAML file')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    return parse_args_with_overrides(parser, argv)  # KEY VALUE overrides anywhere on the line
+
+
+def seed_for(cfg, *parts: int) -> int:
+    """A 63-bit seed derived from cfg.SEED and e.g. (epoch, rank): independent streams, reproducible."""
+    return int(np.random.SeedSequence([cfg.SEED, *parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam (official), AdamW or SGD from cfg.TRAIN; the lr is set every step by the schedule."""
+    name, params, t = cfg.TRAIN.OPTIMIZER, model.parameters(), cfg.TRAIN
+    if name == 'adam':
+        return torch.optim.Adam(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD)
+    if name == 'adamw':
+        return torch.optim.AdamW(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD)
+    if name == 'sgd':
+        return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
+    raise ValueError(f"TRAIN.OPTIMIZER must be adam, adamw or sgd, got '{name}'")
+
+
+def make_debug_fn(output_dir: str, codec):
+    """Save GT and predicted joints (and heatmaps) of a training batch as images under output_dir/debug."""
+    from lib.utils.vis import save_debug_images
+
+    def debug_fn(iteration, images, target, output, meta):
+        coords, _ = codec.decode(output.float().cpu().numpy())
+        prefix = os.path.join(output_dir, 'debug', f'train_{iteration:07d}')
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        save_debug_images(images.cpu(), meta, target.cpu(), coords * codec.stride, output.cpu(), prefix)
+    return debug_fn
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    dist_info = init_distributed(args.device)
+    rank, world, device = dist_info.rank, dist_info.world_size, dist_info.device
+    logger, output_dir, tb_dir = create_logger(cfg, 'train')
+    logger.info('resolved config:\n%s', cfg.dump())
+    logger.info('%d process(es), device %s', world, device)
+    torch.manual_seed(seed_for(cfg, rank))
+    np.random.seed(seed_for(cfg, rank) % 2**32)
+    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
+    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
+
+    model = build_model(cfg)
+    if cfg.MODEL.PRETRAINED:
+        load_weights(model, cfg.MODEL.PRETRAINED)
+        logger.info('loaded weights from %s', cfg.MODEL.PRETRAINED)
+    model.to(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    amp = cfg.TRAIN.AMP and device.type == 'cuda'
+    if cfg.TRAIN.AMP and not amp:
+        logger.warning('TRAIN.AMP needs CUDA; training in float32 on %s', device)
+
+    train_set = build_dataset(cfg, is_train=True)
+    val_set = build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TRAIN.VAL_USE_GT_BBOX)
+    train_loader = build_loader(cfg, train_set, True, world, rank)
+    val_loader = build_loader(cfg, val_set, False, world, rank)
+    iters_per_epoch = len(train_loader)
+    if cfg.TRAIN.MAX_ITERS_PER_EPOCH:
+        iters_per_epoch = min(iters_per_epoch, cfg.TRAIN.MAX_ITERS_PER_EPOCH)
+    logger.info('train: %d samples, %d iterations/epoch x %d process(es); val: %d samples',
+                len(train_set), iters_per_epoch, world, len(val_set))
+
+    criterion = build_loss(cfg)
+    optimizer = build_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    start_epoch, iteration = cfg.TRAIN.BEGIN_EPOCH, cfg.TRAIN.BEGIN_EPOCH * iters_per_epoch
+    best_perf, best_epoch = -float('inf'), -1
+    ckpt_path = os.path.join(output_dir, 'checkpoint.pth')
+    if cfg.AUTO_RESUME and os.path.isfile(ckpt_path):
+        state = load_training_state(ckpt_path, model=model, optimizer=optimizer, scaler=scaler)
+        start_epoch, iteration = state['epoch'], state['iteration']
+        best_perf, best_epoch = state['best_perf'], state['best_epoch']
+        logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,
+                    best_perf)
+    if dist_info.distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    writer = None
+    if dist_info.is_main:
+        from tensorboardX import SummaryWriter
+        writer = SummaryWriter(tb_dir, purge_step=iteration)
+    debug_fn = make_debug_fn(output_dir, train_set.codec) if dist_info.is_main and cfg.TRAIN.DEBUG_INTERVAL else None
+
+    for epoch in range(start_epoch, cfg.TRAIN.END_EPOCH):
+        train_loader.sampler.set_epoch(epoch)
+        # Augmentation seeds of this epoch: workers draw theirs from the loader's generator, the main
+        # process (WORKERS 0) from torch's; both are a pure function of (SEED, epoch, rank).
+        train_loader.generator.manual_seed(seed_for(cfg, epoch, rank))
+        torch.manual_seed(seed_for(cfg, epoch, rank))
+        iteration, loss = train_one_epoch(cfg, model, train_loader, criterion, optimizer, scaler, epoch=epoch,
+                                          iteration=iteration, iters_per_epoch=iters_per_epoch, device=device,
+                                          writer=writer, debug_fn=debug_fn)
+        last = epoch + 1 == cfg.TRAIN.END_EPOCH
+        if (epoch + 1) % cfg.TRAIN.VAL_INTERVAL == 0 or last:
+            metrics, key = validate(cfg, model, val_loader, val_set, output_dir, device)
+            if dist_info.is_main:
+                logger.info('epoch %d validation: %s', epoch, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+                for name, value in metrics.items():
+                    writer.add_scalar(f'val/{name}', value, epoch + 1)
+                if metrics[key] > best_perf:
+                    best_perf, best_epoch = metrics[key], epoch
+                    save_model_file(os.path.join(output_dir, 'model_best.pth'), model, cfg,
+                                    epoch=epoch + 1, perf=best_perf, metric=key)
+                    logger.info('new best %s %.4f -> model_best.pth', key, best_perf)
+        if dist_info.is_main and ((epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or last):
+            save_training_state(ckpt_path, model=model, optimizer=optimizer, scaler=scaler, epoch=epoch + 1,
+                                iteration=iteration, best_perf=best_perf, best_epoch=best_epoch, cfg=cfg)
+            logger.info('epoch %d done: mean loss %.4g, checkpoint written', epoch, loss)
+        barrier()
+
+    if dist_info.is_main:
+        save_model_file(os.path.join(output_dir, 'final_state.pth'), model, cfg, epoch=cfg.TRAIN.END_EPOCH)
+        logger.info('finished: best %.4f at epoch %d; weights in %s', best_perf, best_epoch, output_dir)
+        writer.close()
+    cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_tool(main))
