@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['ConvBNAct', 'TwiceUpdatedBatchNorm2d', 'channel_shuffle', 'concat_shuffle', 'dw_pw_sequential',
-           'multiply_nearest', 'pool_to']
+__all__ = ['ConvBNAct', 'NearestUpsample', 'TwiceUpdatedBatchNorm2d', 'channel_shuffle', 'concat_shuffle',
+           'depthwise', 'dw_pw_sequential', 'multiply_nearest', 'pool_to', 'upsample_nearest']
 
 _ACTIVATIONS = {'relu': nn.ReLU, 'sigmoid': nn.Sigmoid}
 
@@ -115,11 +115,42 @@ def pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, size)
 
 
+def _repeat_last(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., w) -> (..., w*k), each element repeated k times (nearest resize along the last axis)."""
+    return x.unsqueeze(-1).expand(*x.shape, k).flatten(-2)
+
+
+def upsample_nearest(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """`F.interpolate(x, scale_factor=(kh, kw), mode='nearest')` for integer factors, same numbers.
+
+    Written as expand + reshape because the ATen nearest kernel is several times slower on CPU with
+    2 threads (measured 28 ms vs 1.6 ms for (8, 40, 32, 24) x2), and it exports to ONNX as Expand/Reshape.
+    """
+    b, c, h, w = x.shape
+    rows = _repeat_last(x, kw)  # (B, C, h, w*kw)
+    return rows.unsqueeze(3).expand(b, c, h, kh, w * kw).reshape(b, c, h * kh, w * kw)
+
+
+class NearestUpsample(nn.Module):
+    """nn.Upsample(scale_factor=s, mode='nearest') for an integer s, via `upsample_nearest` (see there)."""
+
+    def __init__(self, scale_factor: int) -> None:
+        super().__init__()
+        self.scale_factor = int(scale_factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample_nearest(x, self.scale_factor, self.scale_factor)
+
+    def extra_repr(self) -> str:
+        return f'scale_factor={self.scale_factor}, mode=nearest'
+
+
 def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """`x * F.interpolate(weights, size=x.shape[-2:], mode='nearest')` without building the resized map.
 
     x: (B, C, H, W), weights: (B, C, h, w). When H, W are integer multiples of h, w, nearest resizing
-    repeats each weight over a kh x kw block, which broadcasting does for free.
+    repeats each weight over a kh x kw block: we repeat along W on the small map only, then let
+    broadcasting repeat over the kh rows (keeping a long contiguous inner loop).
     """
     b, c, h, w = x.shape
     hs, ws = weights.shape[-2:]
@@ -127,6 +158,5 @@ def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return x * weights
     if h % hs or w % ws:
         return x * F.interpolate(weights, size=(h, w), mode='nearest')
-    kh, kw = h // hs, w // ws
-    out = x.reshape(b, c, hs, kh, ws, kw) * weights.reshape(b, c, hs, 1, ws, 1)
-    return out.view(b, c, h, w)
+    rows = _repeat_last(weights, w // ws).unsqueeze(3)  # (B, C, hs, 1, W)
+    return (x.reshape(b, c, hs, h // hs, w) * rows).view(b, c, h, w)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import (ConvBNAct, TwiceUpdatedBatchNorm2d, concat_shuffle, depthwise, dw_pw_sequential,
-                     multiply_nearest, pool_to)
+from .layers import (ConvBNAct, NearestUpsample, TwiceUpdatedBatchNorm2d, concat_shuffle, depthwise,
+                     dw_pw_sequential, multiply_nearest, pool_to)
 
 __all__ = ['LiteHRNetSpec', 'VARIANTS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fuse_conv_bn']
 
@@ -174,7 +174,7 @@ def _fuse_path(channels: Sequence[int], i: int, j: int) -> nn.Module | None:
     """F_ij: branch j -> resolution and channels of branch i (None when i == j)."""
     if j > i:
         return nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), nn.BatchNorm2d(channels[i]),
-                             nn.Upsample(scale_factor=2 ** (j - i), mode='nearest'))
+                             NearestUpsample(2 ** (j - i)))
     if j == i:
         return None
     # The official forward runs F_i0 twice per call (see LiteHRModule.fuse); we run it once and let
@@ -227,18 +227,27 @@ class LiteHRModule(nn.Module):
         and the loop adds F_i0(branch 0) again. Hence
             s_0 = 2 x_0 + sum_{j>=1} F_0j(x_j),
             s_i = 2 F_i0(s_0) + x_i + sum_{j>=1, j!=i} F_ij(x_j),     out_i = ReLU(s_i).
-        We compute F_i0(s_0) once and double it (y + y == 2 y exactly), adding terms in the official
-        order (j ascending) so the float results match.
+        We compute F_i0(s_0) once and double it (y + y == 2 y exactly), adding the terms in the official
+        order (j ascending) so that the float results match. torch.add(a, b, alpha=2) = a + 2b is the
+        official 2b + a (the doubling is exact and addition commutes); later terms are added in place
+        to fresh tensors, which autograd allows since no backward formula needs them.
         """
         n = len(xs)
-        s0 = xs[0] * 2
-        for j in range(1, n):
-            s0 = s0 + self.fuse_layers[0][j](xs[j])
+        if n == 1:
+            return [self.relu(xs[0] * 2)]
+        s0 = torch.add(self.fuse_layers[0][1](xs[1]), xs[0], alpha=2)
+        for j in range(2, n):
+            s0 += self.fuse_layers[0][j](xs[j])
         outs = [self.relu(s0)]
         for i in range(1, n):
-            y = self.fuse_layers[i][0](s0) * 2
+            y = None
+            twice = self.fuse_layers[i][0](s0)
             for j in range(1, n):
-                y = y + (xs[j] if j == i else self.fuse_layers[i][j](xs[j]))
+                term = xs[j] if j == i else self.fuse_layers[i][j](xs[j])
+                if y is None:
+                    y = torch.add(term, twice, alpha=2)
+                else:
+                    y += term
             outs.append(self.relu(y))
         return outs
 
