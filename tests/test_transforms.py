@@ -43,6 +43,31 @@ def test_affine_rotation_maps_rotated_box_top_to_crop_top():
                                atol=1e-9)
 
 
+def _hrnet_three_point_matrix(center, scale, rot, size, shift, inv):
+    """The reference construction (HRNet get_affine_transform) solved by cv2.getAffineTransform."""
+    scale_px = np.asarray(scale) * 200.0
+    r = math.radians(rot)
+    src_dir = np.array([scale_px[0] * -0.5 * -math.sin(r), scale_px[0] * -0.5 * math.cos(r)])
+    src0 = np.asarray(center) + scale_px * np.asarray(shift)
+    dst0 = np.array([size[0] * 0.5, size[1] * 0.5])
+    src = [src0, src0 + src_dir]
+    dst = [dst0, dst0 + np.array([0, size[0] * -0.5])]
+    for pts in (src, dst):
+        d = pts[0] - pts[1]
+        pts.append(pts[1] + np.array([-d[1], d[0]]))
+    src, dst = np.float32(src), np.float32(dst)
+    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
+
+
+@pytest.mark.parametrize('rot,shift,inv', [(0.0, (0, 0), False), (33.0, (0, 0), False), (-75.0, (0.1, -0.2), False),
+                                           (20.0, (0, 0), True), (-140.0, (0.05, 0.0), True)])
+def test_affine_matches_the_three_point_construction(rot, shift, inv):
+    center, scale, size = (321.5, 212.25), (1.3, 1.7), (192, 256)
+    ours = get_affine_transform(center, scale, rot, size, shift=shift, inv=inv)
+    ref = _hrnet_three_point_matrix(center, scale, rot, size, shift, inv)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3)  # the reference solves in float32
+
+
 @pytest.mark.parametrize('rot', [0.0, 17.0, -60.0])
 def test_affine_round_trip(rot):
     rng = np.random.default_rng(0)

@@ -10,8 +10,10 @@ A record is a dict: 'image_file' str, 'image_id' int, 'center' (2,), 'scale' (2,
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from typing import Any
 
 import cv2
@@ -22,7 +24,7 @@ from torch.utils.data import Dataset, get_worker_info
 from ..codecs import MSRAHeatmap
 from .metainfo import KeypointMeta
 from .transforms import (PIXEL_STD, affine_transform_points, flip_joints, get_affine_transform, half_body_box,
-                         normalize_image, random_box_shift, random_scale_rotation, warp_crop)
+                         normalize_image, random_box_shift, random_scale_rotation, warp_with_matrix)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,25 @@ def read_image(path: str) -> np.ndarray:
             raise FileNotFoundError(f'image not found: {path}')
         raise IOError(f'image could not be decoded (corrupt or not an image): {path}')
     return image
+
+
+def tune_malloc() -> bool:
+    """Stop glibc from handing each sample's large buffers back to the OS and faulting them in again.
+
+    A sample allocates and frees a few ~0.5-1 MB arrays (decoded image, crop, float input, heatmaps).
+    glibc's default thresholds make that churn through mmap/munmap and heap trimming, which costs a
+    data-loader worker about a quarter of its time (tools/benchmark_data.py). Keeping buffers below
+    32 MB on the heap and trimming only beyond 128 MB removes it. Called once in each DataLoader
+    worker process (never in the main process); returns False where it does not apply (not glibc).
+    """
+    if not sys.platform.startswith('linux'):
+        return False
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 128 << 20))
+    except (OSError, AttributeError):
+        return False
 
 
 class JointsDataset(Dataset):
@@ -94,6 +115,8 @@ class JointsDataset(Dataset):
         info = get_worker_info()
         seed = info.seed if info is not None else torch.initial_seed()
         if seed != self._rng_seed:
+            if info is not None and self._rng_seed is None:
+                tune_malloc()  # first sample in this worker process
             self._rng_seed, self._rng = seed, np.random.default_rng(seed)
         return self._rng
 
@@ -129,8 +152,8 @@ class JointsDataset(Dataset):
             aug = dict(center=np.asarray(record['center'], np.float32), scale=np.asarray(record['scale'], np.float32),
                        rotation=0.0, flip=False, joints=np.asarray(record['joints'], np.float32),
                        visible=np.asarray(record['visible'], np.float32))
-        crop = warp_crop(image, aug['center'], aug['scale'], aug['rotation'], self.image_size, flip=aug['flip'])
         mat = get_affine_transform(aug['center'], aug['scale'], aug['rotation'], self.image_size)
+        crop = warp_with_matrix(image, mat, self.image_size, flip=aug['flip'])
         visible = aug['visible']
         joints = affine_transform_points(aug['joints'], mat).astype(np.float32)
         joints[visible <= 0] = 0.0  # unlabelled joints carry no position

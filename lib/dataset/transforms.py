@@ -15,8 +15,8 @@ import numpy as np
 
 __all__ = [
     'PIXEL_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'box_to_center_scale', 'fit_aspect_ratio',
-    'get_affine_transform', 'affine_transform_points', 'warp_crop', 'normalize_image', 'flip_joints',
-    'flip_matrix', 'compose_affine', 'half_body_box', 'random_scale_rotation', 'random_box_shift',
+    'get_affine_transform', 'affine_transform_points', 'warp_crop', 'warp_with_matrix', 'normalize_image',
+    'flip_joints', 'flip_matrix', 'compose_affine', 'half_body_box', 'random_scale_rotation', 'random_box_shift',
 ]
 
 PIXEL_STD = 200.0  # HRNet's unit of `scale`: scale * 200 = box size in pixels
@@ -43,49 +43,32 @@ def box_to_center_scale(box_xywh: Sequence[float], aspect_ratio: float,
     return center, scale
 
 
-def _rotate(point: np.ndarray, rot_rad: float) -> np.ndarray:
-    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
-    return np.array([point[0] * cs - point[1] * sn, point[0] * sn + point[1] * cs])
-
-
-def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The point that makes (a, b, c) a right angle at b: b + (a - b) rotated by 90 degrees."""
-    d = a - b
-    return b + np.array([-d[1], d[0]])
-
-
 def get_affine_transform(center: Sequence[float], scale: Sequence[float], rot_deg: float,
                          output_size: Sequence[int], shift: Sequence[float] = (0.0, 0.0),
                          inv: bool = False) -> np.ndarray:
     """(2, 3) matrix mapping image pixels to crop pixels (or back when inv=True).
 
-    Three point pairs as in HRNet: the box centre goes to the crop centre (W/2, H/2), and the point
-    half a box width above it (rotated by `rot_deg`) goes to half a crop width above the crop centre.
-    Only scale[0] sets the zoom, as the box was already fitted to the crop's aspect ratio.
+    HRNet builds it from three point pairs: the box centre (+ shift * box size) goes to the crop
+    centre (W/2, H/2), and the point half a box width above it, rotated by `rot_deg`, goes to half a
+    crop width above the crop centre. That is a similarity: zoom k = W / box width, rotation by
+    -rot_deg, so it is written here in closed form. Only scale[0] sets the zoom, as the box was
+    already fitted to the crop's aspect ratio.
     """
-    center = np.asarray(center, dtype=np.float64)
     scale_px = np.asarray(scale, dtype=np.float64) * PIXEL_STD
-    shift = np.asarray(shift, dtype=np.float64)
-    dst_w, dst_h = float(output_size[0]), float(output_size[1])
-
-    src_dir = _rotate(np.array([0.0, scale_px[0] * -0.5]), np.pi * rot_deg / 180.0)
-    src = np.zeros((3, 2))
-    src[0] = center + scale_px * shift
-    src[1] = src[0] + src_dir
-    src[2] = _third_point(src[0], src[1])
-    dst = np.zeros((3, 2))
-    dst[0] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1] = dst[0] + np.array([0.0, dst_w * -0.5])
-    dst[2] = _third_point(dst[0], dst[1])
-    if inv:
+    src = np.asarray(center, dtype=np.float64) + scale_px * np.asarray(shift, dtype=np.float64)
+    dst = np.array([output_size[0] * 0.5, output_size[1] * 0.5])
+    k = float(output_size[0]) / scale_px[0]
+    rad = np.pi * rot_deg / 180.0
+    cs, sn = np.cos(rad), np.sin(rad)
+    if inv:  # crop -> image: rotate by +rot, zoom 1/k
+        lin = np.array([[cs, -sn], [sn, cs]]) / k
         src, dst = dst, src
-    return _solve_affine(src, dst)
-
-
-def _solve_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The (2, 3) matrix M with M @ [src_i, 1] = dst_i for three point pairs (cv2.getAffineTransform)."""
-    a = np.concatenate([src, np.ones((3, 1))], axis=1)  # (3, 3)
-    return np.linalg.solve(a, dst).T.copy()  # (2, 3)
+    else:  # image -> crop: rotate by -rot, zoom k
+        lin = np.array([[cs, sn], [-sn, cs]]) * k
+    mat = np.empty((2, 3))
+    mat[:, :2] = lin
+    mat[:, 2] = dst - lin @ src
+    return mat
 
 
 def affine_transform_points(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -116,7 +99,12 @@ def warp_crop(image: np.ndarray, center: Sequence[float], scale: Sequence[float]
     flip=True returns the crop of the horizontally flipped image *without* flipping the image: the
     flip is folded into the matrix (pass the centre already mirrored, as `flip_joints` does).
     """
-    mat = get_affine_transform(center, scale, rot_deg, output_size)
+    return warp_with_matrix(image, get_affine_transform(center, scale, rot_deg, output_size), output_size, flip)
+
+
+def warp_with_matrix(image: np.ndarray, mat: np.ndarray, output_size: Sequence[int],
+                     flip: bool = False) -> np.ndarray:
+    """warp_crop with the (2, 3) image -> crop matrix given (of the flipped image when flip=True)."""
     if flip:
         mat = compose_affine(flip_matrix(image.shape[1]), mat)
     return cv2.warpAffine(image, mat, (int(output_size[0]), int(output_size[1])), flags=cv2.INTER_LINEAR)
