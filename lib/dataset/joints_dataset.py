@@ -61,6 +61,17 @@ def tune_malloc() -> bool:
         return False
 
 
+_TUNED_PID: int | None = None
+
+
+def _tune_malloc_in_worker() -> None:
+    """tune_malloc once per DataLoader worker process (the main process is left alone)."""
+    global _TUNED_PID
+    if _TUNED_PID != os.getpid() and get_worker_info() is not None:
+        _TUNED_PID = os.getpid()
+        tune_malloc()
+
+
 class JointsDataset(Dataset):
     """Base top-down dataset; subclasses fill `self.db` with records in `_load_records()`.
 
@@ -115,8 +126,6 @@ class JointsDataset(Dataset):
         info = get_worker_info()
         seed = info.seed if info is not None else torch.initial_seed()
         if seed != self._rng_seed:
-            if info is not None and self._rng_seed is None:
-                tune_malloc()  # first sample in this worker process
             self._rng_seed, self._rng = seed, np.random.default_rng(seed)
         return self._rng
 
@@ -144,6 +153,7 @@ class JointsDataset(Dataset):
 
     # ------------------------------------------------------------------ one sample
     def __getitem__(self, index: int):
+        _tune_malloc_in_worker()
         record = self.db[index]
         image = read_image(record['image_file'])
         if self.is_train:
