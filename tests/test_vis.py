@@ -42,7 +42,7 @@ def test_save_debug_images_writes_readable_files(tmp_path):
                               str(tmp_path / 'debug' / 'train_0000001'), metainfo=COCO)
     shapes = [cv2.imread(p).shape for p in paths]
     assert shapes[0] == shapes[1] == (64 + 4, 3 * (48 + 2) + 2, 3)
-    assert shapes[2] == shapes[3] == (3 * 16, (k + 1) * 12, 3)
+    assert shapes[2] == shapes[3] == (3 * 64, (k + 1) * 48, 3)  # 16-px heatmaps drawn 4x
     gt = cv2.imread(paths[0])
     x, y = np.round(joints[0, 0, :2]).astype(int) + 2
     assert gt[y, x].min() > 150  # a joint is drawn (white dot, JPEG-blurred) on the black crop

@@ -104,20 +104,25 @@ def save_batch_image_with_joints(batch_images: Any, batch_joints: Any, batch_joi
 
 
 def save_batch_heatmaps(batch_images: Any, batch_heatmaps: Any, file_name: str, color_rgb: bool = True,
-                        max_rows: int = 8) -> np.ndarray:
-    """One row per sample: the input at heatmap size, then each joint's heatmap (jet) over it, peak marked."""
+                        max_rows: int = 8, min_tile_height: int = 64) -> np.ndarray:
+    """One row per sample: the input at heatmap size, then each joint's heatmap (jet) over it, peak marked.
+
+    Tiles are enlarged by a whole factor until they are at least `min_tile_height` pixels high.
+    """
     images = denormalize_images(batch_images, color_rgb)[:max_rows]
     maps = _numpy(batch_heatmaps).astype(np.float32)[:len(images)]
     _, k, h, w = maps.shape
+    zoom = max(1, -(-min_tile_height // h))  # small heatmaps are drawn larger, pixel for pixel
     rows = []
     for im, hm in zip(images, maps):
-        small = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(im, (w * zoom, h * zoom), interpolation=cv2.INTER_AREA)
         tiles = [small]
         for j in range(k):
-            colored = cv2.applyColorMap((np.clip(hm[j], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-            tile = cv2.addWeighted(colored, 0.7, small, 0.3, 0)
+            heat = (np.clip(hm[j], 0, 1) * 255).astype(np.uint8)
+            heat = cv2.resize(heat, (w * zoom, h * zoom), interpolation=cv2.INTER_NEAREST)
+            tile = cv2.addWeighted(cv2.applyColorMap(heat, cv2.COLORMAP_JET), 0.7, small, 0.3, 0)
             y, x = np.unravel_index(int(hm[j].argmax()), hm[j].shape)
-            cv2.circle(tile, (int(x), int(y)), 1, (255, 0, 255), -1)
+            cv2.circle(tile, (int((x + 0.5) * zoom), int((y + 0.5) * zoom)), max(1, zoom // 2), (255, 0, 255), -1)
             tiles.append(tile)
         rows.append(np.concatenate(tiles, axis=1))
     grid = np.concatenate(rows, axis=0)
