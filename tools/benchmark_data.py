@@ -96,8 +96,8 @@ def main() -> None:
         w_in, h_in = args.input
         # the official COCO augmentation (half-body 0.3, scale 0.25, rotation 30 @ 0.6, flip, box jitter 0.3)
         yaml_path = os.path.join(_init_paths.REPO_ROOT, 'experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml')
-        cfg = load_config(yaml_path, ['DATASET.ROOT', root, 'DATASET.TRAIN_SET', 'val2017', 'MODEL.IMAGE_SIZE', [w_in, h_in],
-                                      'MODEL.HEATMAP_SIZE', [w_in // 4, h_in // 4]])
+        cfg = load_config(yaml_path, ['DATASET.ROOT', root, 'DATASET.TRAIN_SET', 'val2017',
+                                      'MODEL.IMAGE_SIZE', [w_in, h_in], 'MODEL.HEATMAP_SIZE', [w_in // 4, h_in // 4]])
         ds = build_dataset(cfg, is_train=True)
         torch.manual_seed(0)
         files = sorted(os.listdir(os.path.join(root, 'images', 'val2017')))
