@@ -181,3 +181,15 @@ def test_predict_checks_its_inputs() -> None:
         est.predict(image[..., 0], [[0, 0, 10, 10]])
     with pytest.raises(ValueError, match='one value per box'):
         est.predict(image, [[0, 0, 10, 10]], box_scores=[0.5, 0.5])
+
+
+def test_flip_test_matches_official_reference(reference_dir) -> None:
+    """Official pipeline oracle: mmpose 0.x flip test (+1 px shift) of the official network on a stored input."""
+    from lib.utils.checkpoint import load_checkpoint_file
+
+    path = os.path.join(reference_dir, 'litehrnet_18_coco_256x192.pth')
+    reference = load_checkpoint_file(path)['reference']
+    cfg = load_config(None, ['MODEL.NAME', 'litehrnet_18'])
+    model = PoseEstimator(cfg, weights=path).model
+    out = flip_test_heatmaps(model, reference['input'], get_metainfo('coco').flip_pairs, flip_test=True, shift=True)
+    torch.testing.assert_close(out, reference['heatmaps_flip_test_shift'], rtol=0, atol=1e-4)

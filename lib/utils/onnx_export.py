@@ -1,0 +1,204 @@
+"""Export a pose network to ONNX and check the file in onnxruntime against PyTorch.
+
+    report = export_and_check(model, 'model.onnx', (192, 256), {'random': x}, dynamic_batch=True)
+    print(report.summary()); assert report.passed        # max |onnxruntime - PyTorch| <= 1e-4
+
+or step by step: `export_onnx` -> `check_onnx_file` (onnx.checker) -> `create_session` (graph
+optimisation level ALL) -> `max_abs_diff`.
+
+The graph has one input 'input' (N, 3, H, W) float32 (normalised crops, as `PoseEstimator.preprocess`
+makes them) and one output 'heatmaps' (N, K, H/4, W/4). We use the TorchScript-based exporter
+(`dynamo=False`): the torch.export-based one needs the extra `onnxscript` package and gains nothing
+for this static, control-flow-free network.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ['INPUT_NAME', 'OUTPUT_NAME', 'DEFAULT_OPSET', 'DEFAULT_ATOL', 'ExportReport', 'export_and_check',
+           'export_onnx', 'check_onnx_file', 'op_types', 'create_session', 'run_session', 'max_abs_diff']
+
+INPUT_NAME = 'input'
+OUTPUT_NAME = 'heatmaps'
+DEFAULT_OPSET = 17  # read by every current runtime (onnxruntime, TensorRT, OpenVINO, ncnn/MNN converters)
+DEFAULT_ATOL = 1e-4  # max |onnxruntime - PyTorch| accepted on heatmaps
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, batch_size: int = 1) -> str:
+    """Write `model` (in eval mode) to `path`; input_size is (W, H). Returns the path.
+
+    dynamic_batch=True makes the batch axis symbolic ('batch'); otherwise it is fixed to batch_size.
+    """
+    path = os.fspath(path)
+    width, height = int(input_size[0]), int(input_size[1])
+    model = model.eval()
+    dummy = torch.zeros(batch_size, 3, height, width)
+    axes = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}} if dynamic_batch else None
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad(), _constant_pool_kernels():
+        # The TorchScript exporter announces its deprecation on every call; it is the one we chose.
+        warnings.simplefilter('ignore', category=DeprecationWarning)
+        warnings.simplefilter('ignore', category=FutureWarning)
+        # Shape comparisons in the model become constants of the trace; that is intended (static H, W).
+        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(model, (dummy,), path, dynamo=False, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], opset_version=opset, dynamic_axes=axes,
+                              do_constant_folding=True, external_data=False)
+        except torch.onnx.errors.OnnxExporterError as err:
+            # The exporter's message embeds the whole TorchScript graph; keep its first line.
+            raise RuntimeError(f'ONNX export of {type(model).__name__} failed: {str(err).splitlines()[0]}') from None
+    return path
+
+
+@contextlib.contextmanager
+def _constant_pool_kernels():
+    """While tracing, turn avg_pool2d kernel sizes and strides computed from tensor shapes into constants.
+
+    The TorchScript tracer records `x.shape[-1] // k` as shape arithmetic, and with a symbolic batch
+    axis ONNX AveragePool then receives a computed, not a constant, kernel, which the exporter
+    rejects. Spatial sizes are fixed for a given input size, so freezing them is exact; the batch
+    axis is untouched. (Adapter for a model that pools with `F.avg_pool2d(x, kernel_from_shape)`.)
+    """
+    original = F.avg_pool2d
+
+    def as_ints(value):
+        return value if value is None else (int(value) if not isinstance(value, (tuple, list))
+                                            else tuple(int(v) for v in value))
+
+    def avg_pool2d(x, kernel_size, stride=None, *args, **kwargs):
+        return original(x, as_ints(kernel_size), as_ints(stride), *args, **kwargs)
+
+    F.avg_pool2d = avg_pool2d
+    try:
+        yield
+    finally:
+        F.avg_pool2d = original
+
+
+def check_onnx_file(path: str | os.PathLike) -> None:
+    """Run onnx.checker (with shape inference); raises onnx.checker.ValidationError on a bad graph."""
+    import onnx
+    onnx.checker.check_model(os.fspath(path), full_check=True)
+
+
+def op_types(path: str | os.PathLike) -> collections.Counter:
+    """How often each ONNX operator type occurs in the main graph of the file."""
+    import onnx
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    return collections.Counter(node.op_type for node in graph.node)
+
+
+def create_session(path: str | os.PathLike, threads: int = 2, optimize: bool = True):
+    """onnxruntime CPU session; graph optimisation level ALL (constant folding, conv+BN/activation fusion)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(os.fspath(path), options, providers=['CPUExecutionProvider'])
+
+
+def run_session(session, images: np.ndarray) -> np.ndarray:
+    """Heatmaps (N, K, h, w) of normalised crops (N, 3, H, W) float32."""
+    return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+
+@torch.no_grad()
+def max_abs_diff(model: nn.Module, session, inputs: Sequence[np.ndarray]) -> list[tuple[float, float]]:
+    """For each input batch (N, 3, H, W): (max |onnxruntime - PyTorch|, max |PyTorch|) over the heatmaps."""
+    model = model.eval()
+    out = []
+    for x in inputs:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        expected = model(torch.from_numpy(x)).numpy()
+        got = run_session(session, x)
+        if got.shape != expected.shape:
+            raise ValueError(f'onnxruntime output shape {got.shape} differs from PyTorch {expected.shape}')
+        out.append((float(np.abs(got - expected).max()), float(np.abs(expected).max())))
+    return out
+
+
+@dataclass
+class ExportReport:
+    """What `export_and_check` did: the file, its operator histogram and the parity per input."""
+
+    path: str
+    opset: int
+    dynamic_batch: bool
+    fold_bn: bool
+    op_types: collections.Counter
+    diffs: dict[str, float] = field(default_factory=dict)  # input name -> max |onnxruntime - PyTorch|
+    scales: dict[str, float] = field(default_factory=dict)  # input name -> max |PyTorch heatmap|
+    atol: float = DEFAULT_ATOL
+
+    @property
+    def max_diff(self) -> float:
+        return max(self.diffs.values()) if self.diffs else float('nan')
+
+    def tolerance(self, name: str) -> float:
+        """atol for heatmaps within [-1, 1] (any trained model); relative to the output range beyond that.
+
+        float32 rounding grows with the magnitude of the numbers: with untrained weights a real image
+        can give heatmaps of +-20, where PyTorch's own fp32-vs-fp64 error is ~3e-4, so a fixed 1e-4
+        would fail every runtime. For trained models this is exactly the absolute tolerance.
+        """
+        return self.atol * max(1.0, self.scales.get(name, 1.0))
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diffs) and all(d <= self.tolerance(n) for n, d in self.diffs.items())
+
+    def summary(self) -> str:
+        ops = ', '.join(f'{name} {count}' for name, count in sorted(self.op_types.items()))
+        lines = [f'exported {self.path} (TorchScript exporter, opset {self.opset}, '
+                 f'{"dynamic" if self.dynamic_batch else "fixed"} batch, BatchNorm '
+                 f'{"folded" if self.fold_bn else "kept"}); onnx.checker passed',
+                 f'operators ({sum(self.op_types.values())} nodes): {ops}']
+        for name, diff in self.diffs.items():
+            scale = self.scales.get(name, float('nan'))
+            lines.append(f'max |onnxruntime - PyTorch| on {name}: {diff:.3e} (heatmaps up to {scale:.3g}, '
+                         f'tolerance {self.tolerance(name):.3g})')
+        verdict = 'PASS' if self.passed else 'FAIL'
+        lines.append(f'{verdict}: max difference {self.max_diff:.3e} (tolerance {self.atol:g}, '
+                     f'times the heatmap range where that exceeds 1)')
+        return '\n'.join(lines)
+
+
+def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                     inputs: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
+                     fold_bn: bool = False, atol: float = DEFAULT_ATOL, threads: int = 2) -> ExportReport:
+    """Export (optionally from `model.fuse()`), run onnx.checker, then compare onnxruntime with `model`.
+
+    inputs: named batches (N, 3, H, W) of normalised crops. The reference is always the model as
+    given (BatchNorm unfolded), so folding errors count against the tolerance too.
+    """
+    model = model.eval()
+    if fold_bn and not callable(getattr(model, 'fuse', None)):
+        raise ValueError(f'--fold-bn needs a model with a fuse() method; {type(model).__name__} has none')
+    if not dynamic_batch:
+        bad = {name: x.shape[0] for name, x in inputs.items() if x.shape[0] != 1}
+        if bad:
+            raise ValueError(f'a fixed-batch export takes batches of 1, got {bad}; use dynamic_batch=True')
+    exported = model.fuse() if fold_bn else model
+    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch)
+    check_onnx_file(path)
+    session = create_session(path, threads=threads)
+    results = max_abs_diff(model, session, list(inputs.values()))
+    diffs = {name: diff for name, (diff, _) in zip(inputs, results)}
+    scales = {name: scale for name, (_, scale) in zip(inputs, results)}
+    return ExportReport(path, opset, dynamic_batch, fold_bn, op_types(path), diffs, scales, atol)

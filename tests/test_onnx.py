@@ -1,0 +1,138 @@
+"""ONNX export: every variant passes onnx.checker, uses only portable operators, and matches PyTorch in
+onnxruntime within 1e-4 at dynamic batch sizes 1 and 3; demo/convert2onnx.py does the same end to end
+for an official checkpoint (with BatchNorm folding) and for one of ours, and fails loudly on bad input.
+
+Small inputs (128x96) keep each export to a few seconds. Weights are Kaiming-initialised with random
+BatchNorm statistics, so heatmaps have realistic magnitudes (the official N(0, 0.001^2) init would
+make every output ~0 and the comparison vacuous) and BN folding changes the numbers it must preserve.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.config import load_config
+from lib.models import build_model
+from lib.utils.checkpoint import save_atomic
+from lib.utils.onnx_export import ExportReport, export_and_check
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']
+LHR18_YAML = os.path.join(REPO_ROOT, 'experiments', 'coco', 'lite_hrnet', 'lite_hrnet_18_256x192.yaml')
+NAIVE_YAML = os.path.join(REPO_ROOT, 'experiments', 'coco', 'naive_lite_hrnet', 'naive_lite_hrnet_18_256x192.yaml')
+
+# Operators of the default ONNX domain that every mainstream runtime implements (onnxruntime,
+# TensorRT, OpenVINO, ncnn/MNN converters). No control flow, no custom domains, no adaptive pooling.
+PORTABLE_OPS = {
+    'Add', 'AveragePool', 'Cast', 'Concat', 'Constant', 'ConstantOfShape', 'Conv', 'Div', 'Equal', 'Expand',
+    'Flatten', 'Gather', 'GlobalAveragePool', 'Identity', 'Mul', 'Relu', 'Reshape', 'Resize', 'Shape',
+    'Sigmoid', 'Slice', 'Split', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where',
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the suite shares 2 cores, and oversubscribed threads slow tracing severalfold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_script(name: str):
+    """Import demo/<name>.py as a module (its `import _init_paths` needs demo/ on sys.path)."""
+    demo_dir = os.path.join(REPO_ROOT, 'demo')
+    if demo_dir not in sys.path:
+        sys.path.insert(0, demo_dir)
+    path = os.path.join(demo_dir, f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'demo_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def realistic_model(name: str, seed: int = 0) -> torch.nn.Module:
+    cfg = load_config(None, ['MODEL.NAME', name, 'MODEL.INIT', 'kaiming'] + SMALL)
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
+def check_portable(report: ExportReport) -> None:
+    assert set(report.op_types) <= PORTABLE_OPS, f'non-portable operators: {set(report.op_types) - PORTABLE_OPS}'
+    import onnx
+    domains = {node.domain for node in onnx.load(report.path).graph.node}
+    assert domains <= {'', 'ai.onnx'}, f'custom operator domains {domains}'
+
+
+@pytest.mark.parametrize('name', ['litehrnet_30', 'wider_naive_litehrnet_18'])
+def test_export_matches_pytorch_at_batch_1_and_3(name: str, tmp_path) -> None:
+    """(litehrnet_18 and naive_litehrnet_18 go through the command line below.)"""
+    model = realistic_model(name)
+    pool_before = F.avg_pool2d
+    rng = np.random.default_rng(0)
+    inputs = {f'batch {n}': rng.standard_normal((n, 3, 128, 96)).astype(np.float32) for n in (1, 3)}
+    with torch.no_grad():
+        assert float(model(torch.from_numpy(inputs['batch 1'])).abs().max()) > 0.1  # not a vacuous check
+    report = export_and_check(model, tmp_path / f'{name}.onnx', (96, 128), inputs, dynamic_batch=True, threads=1)
+    assert report.passed, report.summary()
+    assert set(report.diffs) == {'batch 1', 'batch 3'}
+    check_portable(report)
+    assert F.avg_pool2d is pool_before  # the export's avg_pool2d adapter is undone
+
+
+def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys) -> None:
+    """Official Lite-HRNet-18 weights, BN folded, dynamic batch, checked on random + real inputs."""
+    weights = os.path.join(reference_dir, 'litehrnet_18_coco_256x192.pth')
+    out = tmp_path / 'lhr18.onnx'
+    status = load_script('convert2onnx').main(['--cfg', LHR18_YAML, 'TEST.MODEL_FILE', weights, '--output', str(out),
+                                               '--dynamic-batch', '--fold-bn', '--threads', '1', *SMALL])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert out.is_file()
+    assert 'random batch of 1' in text and 'random batch of 3' in text and 'crop of ' in text
+    assert 'BatchNorm folded' in text and 'PASS' in text
+
+
+def test_convert2onnx_our_checkpoint(tmp_path, capsys) -> None:
+    model = realistic_model('naive_litehrnet_18', seed=1)
+    weights = tmp_path / 'ours.pth'
+    save_atomic({'model': model.state_dict(), 'epoch': 3}, weights)
+    status = load_script('convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(weights),
+                                               '--dynamic-batch', '--threads', '1', *SMALL])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert (tmp_path / 'ours.onnx').is_file()  # default output: beside the weights
+    assert 'PASS' in text
+
+
+def test_convert2onnx_reports_bad_weights(tmp_path, capsys) -> None:
+    status = load_script('convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(tmp_path / 'none.pth')])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert 'not found' in err and 'none.pth' in err and 'Traceback' not in err
+
+
+def test_report_fails_above_tolerance() -> None:
+    report = ExportReport('m.onnx', 17, True, False, op_types=None, diffs={'a': 5e-5, 'b': 2e-4},
+                          scales={'a': 0.9, 'b': 1.0}, atol=1e-4)
+    assert not report.passed and report.max_diff == 2e-4
+    assert ExportReport('m.onnx', 17, True, False, None, {'a': 1e-4}, {'a': 0.5}, atol=1e-4).passed
+    assert not ExportReport('m.onnx', 17, True, False, None, {}, {}, atol=1e-4).passed  # nothing compared
+    # Heatmaps beyond [-1, 1] (untrained weights) get the same relative tolerance: 1e-4 x 20.
+    assert ExportReport('m.onnx', 17, True, False, None, {'a': 1.9e-3}, {'a': 20.0}, atol=1e-4).passed
+    assert not ExportReport('m.onnx', 17, True, False, None, {'a': 2.1e-3}, {'a': 20.0}, atol=1e-4).passed

@@ -1,0 +1,174 @@
+"""CPU inference speed per Lite-HRNet variant: PyTorch eager (fp32, channels_last, BN folded) and onnxruntime.
+
+    python tools/benchmark_inference.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml
+    python tools/benchmark_inference.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml --variants all
+
+For every variant (the config's own, `all` four, or a comma-separated list) at the config's input size:
+latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
+  eager            the model as trained, fp32, torch.inference_mode
+  channels_last    the same with NHWC memory format
+  bn_folded        model.fuse(): BatchNorm folded into the convolutions
+  onnxruntime      the BN-folded model exported to ONNX (dynamic batch), graph optimisation level ALL,
+                   `--threads` intra-op threads
+plus the FLOP-limited time: the model's true FLOPs (torch.utils.flop_counter: 2 x multiply-adds of
+every conv/matmul call, batch 1) divided by the rate this machine reaches on a large fp32 matmul.
+Weights: TEST.MODEL_FILE for the config's variant when given, otherwise Kaiming-initialised random
+weights (MODEL.INIT kaiming), because the official N(0, 0.001^2) init drives activations into
+denormal floats, which are pathologically slow on CPUs and would make the timings meaningless.
+Timings on a shared machine are noisy: each number is the median of repeated runs.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import _init_paths  # noqa: F401  (puts the repository root on sys.path)
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lib.config import load_config
+from lib.core.inference import build_pose_model
+from lib.models import VARIANTS
+from lib.utils.cli import parse_args_with_overrides
+from lib.utils.onnx_export import create_session, export_onnx, run_session
+
+MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--cfg', required=True, help='experiment YAML file (input size, joints)')
+    parser.add_argument('--variants', default='cfg', help="'cfg' (the config's MODEL.NAME), 'all', or names "
+                        f"separated by commas from: {', '.join(VARIANTS)}")
+    parser.add_argument('--threads', type=int, default=2, help='torch and onnxruntime intra-op threads')
+    parser.add_argument('--batch', type=int, default=32, help='batch size of the throughput runs')
+    parser.add_argument('--min-time', type=float, default=2.0, help='seconds of timed runs per measurement')
+    parser.add_argument('--modes', default=','.join(MODES), help=f'subset of {",".join(MODES)}')
+    return parse_args_with_overrides(parser, argv)
+
+
+def time_call(fn: Callable[[], object], min_time: float, min_runs: int = 3, warmup: int = 2) -> float:
+    """Median wall time (s) of fn over at least `min_runs` runs and `min_time` seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(threads: int, n: int = 2048) -> float:
+    """Best fp32 GFLOP/s of an n x n @ n x n matmul (2 n^3 FLOPs) with `threads` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = min(time_call(lambda: a @ b, 0.5, min_runs=3, warmup=1) for _ in range(3))
+    return 2 * n ** 3 / best / 1e9
+
+
+def true_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs (2 x multiply-adds, every call) of one forward pass, by torch.utils.flop_counter."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(x)
+    return counter.get_total_flops()
+
+
+def runners(model: torch.nn.Module, onnx_path: str, threads: int, modes: list[str]) -> dict[str, Callable]:
+    """mode -> function(batch np.ndarray) that runs the network on it."""
+    out: dict[str, Callable] = {}
+
+    def eager(net: torch.nn.Module, channels_last: bool = False) -> Callable:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+        def run(x: np.ndarray):
+            with torch.inference_mode():
+                return net(torch.from_numpy(x).contiguous(memory_format=fmt))
+        return run
+
+    if 'eager' in modes:
+        out['eager'] = eager(model)
+    if 'channels_last' in modes:
+        out['channels_last'] = eager(copy.deepcopy(model).to(memory_format=torch.channels_last),
+                                     channels_last=True)
+    if 'bn_folded' in modes:
+        out['bn_folded'] = eager(model.fuse())
+    if 'onnxruntime' in modes:
+        session = create_session(onnx_path, threads=threads)
+        out['onnxruntime'] = lambda x: run_session(session, x)
+    return out
+
+
+def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, workdir: str) -> list[dict]:
+    weights = cfg.TEST.MODEL_FILE if name == cfg.MODEL.NAME else ''
+    opts = ['MODEL.NAME', name, 'TEST.MODEL_FILE', weights] + ([] if weights else ['MODEL.INIT', 'kaiming'])
+    vcfg = load_config(args.cfg_path, list(args.opts) + opts)
+    model, source = build_pose_model(vcfg)
+    model.eval()
+    width, height = vcfg.MODEL.IMAGE_SIZE
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((1, 3, height, width)).astype(np.float32)
+    xb = rng.standard_normal((args.batch, 3, height, width)).astype(np.float32)
+    flops = true_flops(model, torch.from_numpy(x1))
+    onnx_path = os.path.join(workdir, f'{name}.onnx')
+    modes = args.modes.split(',')
+    if 'onnxruntime' in modes:
+        export_onnx(model.fuse(), onnx_path, (width, height), dynamic_batch=True)
+    rows = []
+    for mode, run in runners(model, onnx_path, args.threads, modes).items():
+        latency = time_call(lambda: run(x1), args.min_time)
+        batch_time = time_call(lambda: run(xb), args.min_time, min_runs=2, warmup=1)
+        rows.append({'variant': name, 'mode': mode, 'latency_ms': latency * 1e3,
+                     'throughput': args.batch / batch_time, 'gflops': flops / 1e9,
+                     'flop_limited_ms': flops / (gflops * 1e9) * 1e3, 'weights': source})
+        print(f'  {name:28s} {mode:14s} {latency * 1e3:8.1f} ms  {args.batch / batch_time:7.1f} img/s', flush=True)
+    return rows
+
+
+def print_table(rows: list[dict], size: str, batch: int) -> None:
+    print(f'\n| variant | input | mode | latency b1 (ms) | throughput b{batch} (img/s) | GFLOPs (true) '
+          f'| FLOP-limited b1 (ms) |')
+    print('|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['variant']} | {size} | {r['mode']} | {r['latency_ms']:.1f} | {r['throughput']:.1f} "
+              f"| {r['gflops']:.3f} | {r['flop_limited_ms']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.cfg_path = args.cfg
+    cfg = load_config(args.cfg, args.opts)
+    if args.variants == 'cfg':
+        names = [cfg.MODEL.NAME]
+    elif args.variants == 'all':
+        names = list(VARIANTS)
+    else:
+        names = [v.strip() for v in args.variants.split(',') if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f'error: unknown variant(s) {unknown}; choose from {list(VARIANTS)}')
+    bad_modes = set(args.modes.split(',')) - set(MODES)
+    if bad_modes:
+        raise SystemExit(f'error: unknown mode(s) {sorted(bad_modes)}; choose from {list(MODES)}')
+    torch.set_num_threads(args.threads)
+    gflops = matmul_gflops(args.threads)
+    print(f'torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPU(s) visible; '
+          f'fp32 matmul 2048^3: {gflops:.1f} GFLOP/s')
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            rows += benchmark_variant(cfg, name, args, gflops, workdir)
+    width, height = cfg.MODEL.IMAGE_SIZE
+    print_table(rows, f'{height}x{width}', args.batch)
+
+
+if __name__ == '__main__':
+    main()
