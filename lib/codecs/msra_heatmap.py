@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover
 __all__ = ['MSRAHeatmap', 'gaussian_patch', 'get_heatmap_maximum', 'refine_quarter_offset',
            'refine_dark', 'flip_back', 'heatmap_to_image_coords']
 
-PIXEL_STD = 200.0
+PIXEL_STD = 200.0  # HRNet's unit of `scale`: scale * 200 = box size in pixels (used by lib.dataset too)
 
 
 def gaussian_patch(sigma: float) -> tuple[np.ndarray, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .joints_dataset import JointsDataset
-from .transforms import box_to_center_scale
+from .transforms import PIXEL_STD, box_to_center_scale
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def select_data(db: list[dict]) -> list[dict]:
         num_vis = int(vis.sum())
         if num_vis == 0:
             continue
-        area = float(np.prod(np.asarray(rec['scale'], np.float64) * 200.0))
+        area = float(np.prod(np.asarray(rec['scale'], np.float64) * PIXEL_STD))
         diff = np.sum((rec['joints'][vis].mean(axis=0) - rec['center']) ** 2)
         ks = np.exp(-diff / (0.2 ** 2 * 2.0 * area))  # diff is already the squared distance
         metric = (0.2 / 16) * num_vis + 0.45 - 0.2 / 16

@@ -13,13 +13,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..codecs.msra_heatmap import PIXEL_STD  # HRNet's unit of `scale` (200 px), defined once
+
 __all__ = [
     'PIXEL_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'box_to_center_scale', 'fit_aspect_ratio',
     'get_affine_transform', 'affine_transform_points', 'warp_crop', 'warp_with_matrix', 'normalize_image',
     'flip_joints', 'flip_matrix', 'compose_affine', 'half_body_box', 'random_scale_rotation', 'random_box_shift',
 ]
 
-PIXEL_STD = 200.0  # HRNet's unit of `scale`: scale * 200 = box size in pixels
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # RGB order
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)  # RGB order
 
