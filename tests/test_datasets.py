@@ -282,3 +282,14 @@ def test_mpii_wrong_joint_count_is_a_clear_error(tmp_path):
     cfg = load_config(os.path.join(REPO, MPII_YAML), ['DATASET.ROOT', str(tmp_path)])
     with pytest.raises(ValueError, match=r"entry 0 \(x.jpg\): fields 'joints'/'joints_vis' have shapes \(15, 2\)"):
         build_dataset(cfg, is_train=False)
+
+
+def test_select_data_keeps_records_whose_joints_are_centred():
+    from lib.dataset.coco import select_data
+    joints = np.array([[90.0, 90.0], [110.0, 110.0]] + [[0.0, 0.0]] * 15)
+    vis = np.r_[np.ones(2), np.zeros(15)]
+    centred = dict(center=np.array([100.0, 100.0]), scale=np.array([1.0, 1.0]), joints=joints, visible=vis)
+    off = dict(centred, center=np.array([300.0, 100.0]))
+    empty = dict(centred, visible=np.zeros(17))
+    # ks = exp(-d^2 / (0.2^2 * 2 * area)) against (0.2 / 16) * num_vis + 0.45 - 0.2 / 16 = 0.4625
+    assert select_data([centred, off, empty]) == [centred]
