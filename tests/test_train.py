@@ -18,7 +18,6 @@ from lib.core.loss import JointsMSELoss, build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
 from lib.utils.checkpoint import load_checkpoint_file
-from lib.utils.training_state import save_training_state
 
 CFG = os.path.join(REPO_ROOT, 'experiments', 'synthetic', 'quickstart.yaml')
 
@@ -178,7 +177,6 @@ _WRITER = """
 import sys, torch
 sys.path.insert(0, {root!r})
 from lib.config import load_config
-from lib.utils.training_state import save_training_state
 model = torch.nn.Linear(1500, 1500)  # ~9 MB per write, so a kill often lands mid-write
 opt = torch.optim.Adam(model.parameters())
 print('ready', flush=True)

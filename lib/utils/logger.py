@@ -23,6 +23,17 @@ __all__ = ['create_logger', 'run_tool']
 _FORMAT = '%(asctime)s %(levelname)s %(message)s'
 
 
+class _TqdmStreamHandler(logging.StreamHandler):
+    """Console lines written through tqdm, so they do not tear an active progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[logging.Logger, str, str]:
     """(logger, output_dir, tb_log_dir); only rank 0 creates folders and files."""
     output_dir, tb_log_dir = output_dirs(cfg)
@@ -42,7 +53,7 @@ def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[l
     stamp = time.strftime('%Y-%m-%d-%H-%M-%S')
     log_file = os.path.join(output_dir, f'{cfg_name}_{phase}_{stamp}.log')
     formatter = logging.Formatter(_FORMAT)
-    for handler in (logging.FileHandler(log_file), logging.StreamHandler(sys.stdout)):
+    for handler in (logging.FileHandler(log_file), _TqdmStreamHandler(sys.stdout)):
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
