@@ -10,8 +10,9 @@ latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
   bn_folded        model.fuse(): BatchNorm folded into the convolutions
   onnxruntime      the BN-folded model exported to ONNX (dynamic batch), graph optimisation level ALL,
                    `--threads` intra-op threads
-plus the FLOP-limited time: the model's true FLOPs (torch.utils.flop_counter: 2 x multiply-adds of
-every conv/matmul call, batch 1) divided by the rate this machine reaches on a large fp32 matmul.
+plus the FLOP-limited time: the model's true FLOPs (2 x `true_macs` of lib.utils.model_summary: the
+multiply-adds of every executed call, batch 1) divided by the rate this machine reaches on a large
+fp32 matmul (2048^3).
 Weights: TEST.MODEL_FILE for the config's variant when given, otherwise Kaiming-initialised random
 weights (MODEL.INIT kaiming), because the official N(0, 0.001^2) init drives activations into
 denormal floats, which are pathologically slow on CPUs and would make the timings meaningless.
@@ -30,12 +31,12 @@ from typing import Callable
 import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from lib.config import load_config
 from lib.core.inference import build_pose_model
 from lib.models import VARIANTS
 from lib.utils.cli import parse_args_with_overrides
+from lib.utils.model_summary import count_complexity
 from lib.utils.onnx_export import create_session, export_onnx, run_session
 
 MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime')
@@ -74,14 +75,6 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def true_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs (2 x multiply-adds, every call) of one forward pass, by torch.utils.flop_counter."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(x)
-    return counter.get_total_flops()
-
-
 def runners(model: torch.nn.Module, onnx_path: str, threads: int, modes: list[str]) -> dict[str, Callable]:
     """mode -> function(batch np.ndarray) that runs the network on it."""
     out: dict[str, Callable] = {}
@@ -117,7 +110,7 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
     rng = np.random.default_rng(0)
     x1 = rng.standard_normal((1, 3, height, width)).astype(np.float32)
     xb = rng.standard_normal((args.batch, 3, height, width)).astype(np.float32)
-    flops = true_flops(model, torch.from_numpy(x1))
+    flops = 2 * count_complexity(model, (height, width)).true_macs  # every call, as executed
     onnx_path = os.path.join(workdir, f'{name}.onnx')
     modes = args.modes.split(',')
     if 'onnxruntime' in modes:
