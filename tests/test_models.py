@@ -156,10 +156,10 @@ def test_fusion_reproduces_official_loop(n):
 
 def test_fusion_is_not_plain_hrnet():
     """Sanity check of the quirk itself: branch 0 counts twice in output 0."""
-    module = LiteHRModule('LITE', [4, 8], 1, 1).eval()
+    module = LiteHRModule('LITE', [8, 16], 1, 8).eval()
     for p in module.fuse_layers.parameters():
         nn.init.zeros_(p)  # F_01 = 0 (BN bias 0 and weight 0), F_10 = 0
-    x0, x1 = torch.rand(1, 4, 4, 4), torch.randn(1, 8, 2, 2)
+    x0, x1 = torch.rand(1, 8, 4, 4), torch.randn(1, 16, 2, 2)
     with torch.no_grad():
         out0, out1 = module.fuse([x0, x1])
     assert torch.equal(out0, 2 * x0)
