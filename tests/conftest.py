@@ -63,3 +63,14 @@ def synthetic_tiny(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp('synthetic_tiny'))
     make_synthetic_dataset(root, seed=0, num_train=6, num_val=3)
     return root
+
+
+@pytest.fixture
+def single_thread():
+    """One torch intra-op thread for the test: CI shares 2 cores, and oversubscribed threads slow
+    small convolutions (and ONNX tracing) severalfold. Restores the previous setting."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,18 +18,11 @@ import torch
 
 from lib.dataset.transforms import box_to_center_scale
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(REPO_ROOT, 'experiments', 'coco', 'lite_hrnet', 'lite_hrnet_18_256x192.yaml')
 SMALL = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']
 IMAGE_ID = 40083
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores
-    yield
-    torch.set_num_threads(before)
 
 
 def demo_main(argv: list[str]) -> int:

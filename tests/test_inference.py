@@ -24,6 +24,7 @@ from lib.core.inference import PoseEstimator, flip_test_heatmaps
 from lib.dataset.metainfo import get_metainfo
 from lib.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, box_to_center_scale
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 IMAGE_W, IMAGE_H = 320, 240
 INPUT_W, INPUT_H = 96, 128  # network input; heatmaps are 24 x 32
 HEAT_W, HEAT_H = INPUT_W // 4, INPUT_H // 4

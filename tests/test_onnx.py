@@ -22,6 +22,7 @@ from lib.models import build_model
 from lib.utils.checkpoint import save_atomic
 from lib.utils.onnx_export import ExportReport, export_and_check
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']
 LHR18_YAML = os.path.join(REPO_ROOT, 'experiments', 'coco', 'lite_hrnet', 'lite_hrnet_18_256x192.yaml')
@@ -34,15 +35,6 @@ PORTABLE_OPS = {
     'Flatten', 'Gather', 'GlobalAveragePool', 'Identity', 'Mul', 'Relu', 'Reshape', 'Resize', 'Shape',
     'Sigmoid', 'Slice', 'Split', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where',
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the suite shares 2 cores, and oversubscribed threads slow tracing severalfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load_script(name: str):
