@@ -16,7 +16,8 @@ fp32 matmul (2048^3).
 Weights: TEST.MODEL_FILE for the config's variant when given, otherwise Kaiming-initialised random
 weights (MODEL.INIT kaiming), because the official N(0, 0.001^2) init drives activations into
 denormal floats, which are pathologically slow on CPUs and would make the timings meaningless.
-Timings on a shared machine are noisy: each number is the median of repeated runs.
+Timings on a shared machine are noisy: each number is the median of repeated runs, and the modes
+run round-robin so that background load slows them alike.
 """
 from __future__ import annotations
 
@@ -54,24 +55,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_args_with_overrides(parser, argv)
 
 
-def time_call(fn: Callable[[], object], min_time: float, min_runs: int = 3, warmup: int = 2) -> float:
-    """Median wall time (s) of fn over at least `min_runs` runs and `min_time` seconds."""
+def time_calls(fns: dict[str, Callable[[], object]], min_time: float, min_runs: int = 3,
+               warmup: int = 2) -> dict[str, float]:
+    """Median wall time (s) of each function, run round-robin (so a busy machine slows all alike)
+    until each has run `min_runs` times and the rounds have taken `min_time` seconds per function."""
     for _ in range(warmup):
-        fn()
-    times: list[float] = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    while (len(next(iter(times.values()))) < min_runs
+           or time.perf_counter() - start < min_time * len(fns)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_gflops(threads: int, n: int = 2048) -> float:
     """Best fp32 GFLOP/s of an n x n @ n x n matmul (2 n^3 FLOPs) with `threads` threads."""
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    best = min(time_call(lambda: a @ b, 0.5, min_runs=3, warmup=1) for _ in range(3))
+    best = min(time_calls({'matmul': lambda: a @ b}, 0.5, min_runs=3, warmup=1)['matmul'] for _ in range(3))
     return 2 * n ** 3 / best / 1e9
 
 
@@ -115,14 +121,17 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
     modes = args.modes.split(',')
     if 'onnxruntime' in modes:
         export_onnx(model.fuse(), onnx_path, (width, height), dynamic_batch=True)
+    run = runners(model, onnx_path, args.threads, modes)
+    latency = time_calls({mode: (lambda fn=fn: fn(x1)) for mode, fn in run.items()}, args.min_time)
+    batch_time = time_calls({mode: (lambda fn=fn: fn(xb)) for mode, fn in run.items()}, args.min_time,
+                            min_runs=2, warmup=1)
     rows = []
-    for mode, run in runners(model, onnx_path, args.threads, modes).items():
-        latency = time_call(lambda: run(x1), args.min_time)
-        batch_time = time_call(lambda: run(xb), args.min_time, min_runs=2, warmup=1)
-        rows.append({'variant': name, 'mode': mode, 'latency_ms': latency * 1e3,
-                     'throughput': args.batch / batch_time, 'gflops': flops / 1e9,
+    for mode in run:
+        rows.append({'variant': name, 'mode': mode, 'latency_ms': latency[mode] * 1e3,
+                     'throughput': args.batch / batch_time[mode], 'gflops': flops / 1e9,
                      'flop_limited_ms': flops / (gflops * 1e9) * 1e3, 'weights': source})
-        print(f'  {name:28s} {mode:14s} {latency * 1e3:8.1f} ms  {args.batch / batch_time:7.1f} img/s', flush=True)
+        print(f'  {name:28s} {mode:14s} {latency[mode] * 1e3:8.1f} ms  {args.batch / batch_time[mode]:7.1f} img/s',
+              flush=True)
     return rows
 
 

@@ -98,6 +98,8 @@ class PoseEstimator:
         model, self.weights_source = build_pose_model(cfg, weights)
         self.random_weights = self.weights_source.startswith('random')
         model = model.to(self.device).eval()
+        if fuse_bn and not callable(getattr(model, 'fuse', None)):
+            raise ValueError(f'fuse_bn=True needs a model with a fuse() method; {type(model).__name__} has none')
         self.model = model.fuse() if fuse_bn else model
 
     @property
