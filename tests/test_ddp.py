@@ -89,3 +89,14 @@ def test_torchrun_test_scores_each_sample_once(ddp_run, synthetic_tiny):
     assert met1.keys() == met2.keys()
     for name in met1:
         assert met1[name] == pytest.approx(met2[name], abs=1e-6), name
+
+
+def test_torchrun_resumes(ddp_run, synthetic_tiny):
+    """Rank 0 reads checkpoint.pth and broadcasts it (nodes without shared storage can resume too)."""
+    out, _ = ddp_run
+    done = torchrun('train.py', '--cfg', CFG, *tiny_opts(synthetic_tiny, out), 'TRAIN.MAX_ITERS_PER_EPOCH', '2',
+                    'TRAIN.END_EPOCH', '3')
+    assert 'resumed from' in done.stdout and 'epoch 2, iteration 4' in done.stdout
+    folder = output_dirs(load_config(CFG, ['OUTPUT_DIR', os.path.join(out, 'output')]))[0]
+    state = load_checkpoint_file(os.path.join(folder, 'checkpoint.pth'))
+    assert (state['epoch'], state['iteration']) == (3, 6)

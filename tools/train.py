@@ -23,11 +23,11 @@ from lib.core.function import build_loader, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
-from lib.utils.checkpoint import load_weights
+from lib.utils.checkpoint import CheckpointError, load_weights
 from lib.utils.cli import parse_args_with_overrides
-from lib.utils.dist import barrier, cleanup, init_distributed
+from lib.utils.dist import barrier, broadcast_object, cleanup, init_distributed
 from lib.utils.logger import create_logger, run_tool
-from lib.utils.training_state import load_training_state, save_model_file, save_training_state
+from lib.utils.training_state import apply_training_state, read_training_state, save_model_file, save_training_state
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +52,17 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     if name == 'sgd':
         return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
     raise ValueError(f"TRAIN.OPTIMIZER must be adam, adamw or sgd, got '{name}'")
+
+
+def read_resume_state(path: str) -> dict | CheckpointError | None:
+    """The checkpoint to resume from (None if there is none yet), or the error reading it, so that
+    rank 0 can hand either to the other ranks instead of leaving them waiting."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return read_training_state(path)
+    except CheckpointError as err:
+        return err
 
 
 def make_debug_fn(output_dir: str, codec):
@@ -106,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch, iteration = cfg.TRAIN.BEGIN_EPOCH, cfg.TRAIN.BEGIN_EPOCH * iters_per_epoch
     best_perf, best_epoch = -float('inf'), -1
     ckpt_path = os.path.join(output_dir, 'checkpoint.pth')
-    if cfg.AUTO_RESUME and os.path.isfile(ckpt_path):
-        state = load_training_state(ckpt_path, model=model, optimizer=optimizer, scaler=scaler)
+    state = read_resume_state(ckpt_path) if cfg.AUTO_RESUME and dist_info.is_main else None
+    state = broadcast_object(state)  # rank 0 reads; other machines need not see the file
+    if isinstance(state, CheckpointError):
+        raise state
+    if state is not None:
+        state = apply_training_state(state, model=model, optimizer=optimizer, scaler=scaler, source=ckpt_path)
         start_epoch, iteration = state['epoch'], state['iteration']
         best_perf, best_epoch = state['best_perf'], state['best_epoch']
         logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ['DistInfo', 'barrier', 'cleanup', 'gather_predictions', 'get_rank', 'get_world_size',
+__all__ = ['DistInfo', 'barrier', 'broadcast_object', 'cleanup', 'gather_predictions', 'get_rank', 'get_world_size',
            'init_distributed', 'is_main_process', 'reduce_mean']
 
 
@@ -87,6 +87,15 @@ def reduce_mean(*values: float | torch.Tensor) -> list[float]:
         dist.all_reduce(tensor)
         tensor /= get_world_size()
     return tensor.tolist()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank `src`'s (picklable) object on every rank; `obj` itself in one process."""
+    if get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def _all_gather_object(obj: Any) -> list[Any]:

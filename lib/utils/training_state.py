@@ -22,8 +22,8 @@ from torch import nn
 
 from lib.utils.checkpoint import CheckpointError, load_checkpoint_file, save_atomic
 
-__all__ = ['capture_rng_state', 'restore_rng_state', 'save_training_state', 'load_training_state',
-           'save_model_file', 'unwrap']
+__all__ = ['apply_training_state', 'capture_rng_state', 'restore_rng_state', 'read_training_state',
+           'save_training_state', 'load_training_state', 'save_model_file', 'unwrap']
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -78,24 +78,36 @@ def save_training_state(path: str, *, model: nn.Module, optimizer: torch.optim.O
     }, path)
 
 
-def load_training_state(path: str, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
-    """Restore model, optimizer, scaler and RNG states in place; return the counters and the config text."""
+def read_training_state(path: str) -> dict[str, Any]:
+    """A training checkpoint file as a dict (see the module docstring); raises CheckpointError if it is not one."""
     state = load_checkpoint_file(path)
     missing = [key for key in ('model', 'optimizer', 'epoch', 'iteration', 'rng') if key not in state]
     if missing:
         raise CheckpointError(f'{path} is not a training checkpoint (missing {missing}); '
                               f'use MODEL.PRETRAINED or TEST.MODEL_FILE for weight files')
+    return state
+
+
+def apply_training_state(state: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                         scaler: torch.amp.GradScaler | None, source: str = 'checkpoint') -> dict[str, Any]:
+    """Restore model, optimizer, scaler and RNG states in place; return the counters and the config text."""
     try:
         unwrap(model).load_state_dict(state['model'])
     except RuntimeError as err:  # another variant or number of joints: say which file and why
-        raise CheckpointError(f'{path} does not fit the model (a checkpoint of another config in the same '
+        raise CheckpointError(f'{source} does not fit the model (a checkpoint of another config in the same '
                               f'output folder?): {err}') from None
     optimizer.load_state_dict(state['optimizer'])
     if scaler is not None and scaler.is_enabled() and state.get('scaler'):
         scaler.load_state_dict(state['scaler'])
     restore_rng_state(state['rng'])
     return {key: state.get(key) for key in ('epoch', 'iteration', 'best_perf', 'best_epoch', 'config')}
+
+
+def load_training_state(path: str, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+    """read_training_state + apply_training_state."""
+    return apply_training_state(read_training_state(path), model=model, optimizer=optimizer, scaler=scaler,
+                                source=path)
 
 
 def save_model_file(path: str, model: nn.Module, cfg, **extra: Any) -> None:
