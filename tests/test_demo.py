@@ -14,7 +14,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from lib.dataset.transforms import box_to_center_scale
 
