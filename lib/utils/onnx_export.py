@@ -47,7 +47,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[
     axes = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}} if dynamic_batch else None
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad(), _constant_pool_kernels(), _onnx_native_nearest_resize():
+    with warnings.catch_warnings(), torch.no_grad(), _constant_pool_kernels(), _onnx_friendly_kernels():
         # The TorchScript exporter announces its deprecation on every call; it is the one we chose.
         warnings.simplefilter('ignore', category=DeprecationWarning)
         warnings.simplefilter('ignore', category=FutureWarning)
@@ -133,40 +133,67 @@ def max_abs_diff(model: nn.Module, session, inputs: Sequence[np.ndarray]) -> lis
     return out
 
 
-@contextlib.contextmanager
-def _onnx_native_nearest_resize():
-    """While exporting, run the model's integer-factor nearest resizing as F.interpolate (ONNX Resize).
+def _upsample_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """NearestUpsample.forward as one ONNX Resize (nearest, integer scale)."""
+    return F.interpolate(x, scale_factor=float(self.scale_factor), mode='nearest')
 
-    lib.models writes nearest upsampling (`NearestUpsample`, `multiply_nearest`) as expand + reshape,
-    which is faster in PyTorch eager on CPU but exports to chains of Shape/Unsqueeze/Expand/Reshape
-    that onnxruntime runs slowly (Expand alone was ~1/3 of Lite-HRNet-18's time). Nearest resizing by
-    an integer factor gives the same numbers either way, and the parity check against the unpatched
-    model verifies it. Adapter: drop it once lib.models branches on torch.onnx.is_in_onnx_export().
+
+def _multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """x * nearest-resized weights, as Resize + Mul with constant sizes."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    if size == tuple(int(v) for v in weights.shape[-2:]):
+        return x * weights
+    return x * F.interpolate(weights, size=size, mode='nearest')
+
+
+def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Average pooling to `size` as one ONNX AveragePool with a constant kernel (sizes divide)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if (h, w) == tuple(size):
+        return x
+    if h % size[0] or w % size[1]:
+        return F.adaptive_avg_pool2d(x, size)
+    kernel = (h // size[0], w // size[1])
+    return F.avg_pool2d(x, kernel, kernel)
+
+
+# lib.models functions written for PyTorch eager speed on CPU (expand/reshape/sum tricks) and their
+# single-operator ONNX equivalents: (module, class or None for a module-level function, attribute, replacement).
+_ONNX_EQUIVALENTS = (
+    ('lib.models.layers', 'NearestUpsample', 'forward', _upsample_forward),
+    ('lib.models.litehrnet', None, 'multiply_nearest', _multiply_nearest),
+    ('lib.models.litehrnet', None, 'pool_to', _pool_to),
+)
+
+
+@contextlib.contextmanager
+def _onnx_friendly_kernels():
+    """While exporting, swap lib.models' eager-speed kernels for single ONNX operators (same numbers).
+
+    lib.models writes nearest upsampling, nearest-resized weighting and block pooling as
+    expand/reshape/sum chains, which are faster in PyTorch eager on CPU but trace into long chains of
+    Shape/Gather/Unsqueeze/Expand/Reshape/ReduceSum nodes that onnxruntime runs slowly (Expand alone
+    was about a third of Lite-HRNet-18's time there). Resize, Mul and AveragePool compute the same
+    values (pooling up to float rounding), and `export_and_check` compares the file with the
+    unpatched model. Adapter: it can go once lib.models branches on torch.onnx.is_in_onnx_export().
+    Entries whose target does not exist are skipped.
     """
-    try:
-        from lib.models import layers, litehrnet
-    except ImportError:  # another model package: nothing to adapt
-        yield
-        return
+    import importlib
     saved = []
-    if hasattr(layers, 'NearestUpsample'):
-        def upsample_forward(self, x: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(x, scale_factor=float(self.scale_factor), mode='nearest')
-        saved.append((layers.NearestUpsample, 'forward', layers.NearestUpsample.forward))
-        layers.NearestUpsample.forward = upsample_forward
-    if hasattr(litehrnet, 'multiply_nearest'):
-        def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-            size = (int(x.shape[-2]), int(x.shape[-1]))  # static spatial size -> constant Resize sizes
-            if size == tuple(int(v) for v in weights.shape[-2:]):
-                return x * weights
-            return x * F.interpolate(weights, size=size, mode='nearest')
-        saved.append((litehrnet, 'multiply_nearest', litehrnet.multiply_nearest))
-        litehrnet.multiply_nearest = multiply_nearest
+    for module_name, class_name, attr, replacement in _ONNX_EQUIVALENTS:
+        try:
+            owner = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        owner = getattr(owner, class_name, None) if class_name else owner
+        if owner is not None and hasattr(owner, attr):
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, replacement)
     try:
         yield
     finally:
-        for owner, name, value in reversed(saved):
-            setattr(owner, name, value)
+        for owner, attr, value in reversed(saved):
+            setattr(owner, attr, value)
 
 
 @dataclass
