@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import (ConvBNAct, NearestUpsample, TwiceUpdatedBatchNorm2d, concat_shuffle, depthwise,
-                     dw_pw_sequential, multiply_nearest, pool_to)
+from .layers import (ConvBNAct, NearestUpsample, SharedReLU, TwiceUpdatedBatchNorm2d, concat_shuffle,
+                     depthwise, dw_pw_sequential, multiply_nearest, pool_to)
 
 __all__ = ['LiteHRNetSpec', 'VARIANTS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fuse_conv_bn']
 
@@ -204,7 +204,7 @@ class LiteHRModule(nn.Module):
             raise ValueError(f"module_type must be 'LITE' or 'NAIVE', got {module_type!r}")
         self.fuse_layers = nn.ModuleList([nn.ModuleList([_fuse_path(channels, i, j) for j in range(n)])
                                           for i in range(n)])
-        self.relu = nn.ReLU()  # one module shared by all outputs, as in the official code
+        self.relu = SharedReLU()  # one module shared by all outputs, as in the official code
 
     def _blocks(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.module_type == 'LITE':
@@ -248,7 +248,7 @@ class LiteHRModule(nn.Module):
                     y = torch.add(term, twice, alpha=2)
                 else:
                     y += term
-            outs.append(self.relu(y))
+            outs.append(self.relu(y, inplace=True))  # y is ours alone (s0 is not: the paths read it)
         return outs
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
