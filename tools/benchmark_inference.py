@@ -8,8 +8,9 @@ latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
   eager            the model as trained, fp32, torch.inference_mode
   channels_last    the same with NHWC memory format
   bn_folded        model.fuse(): BatchNorm folded into the convolutions
-  onnxruntime      the BN-folded model exported to ONNX (dynamic batch), graph optimisation level ALL,
-                   `--threads` intra-op threads
+  onnxruntime      the BN-folded model exported to ONNX (one fixed-batch file per batch size, or one
+                   dynamic-batch file with --dynamic-batch), graph optimisation level ALL, `--threads`
+                   intra-op threads
 plus the FLOP-limited time: the model's true FLOPs (2 x `true_macs` of lib.utils.model_summary: the
 multiply-adds of every executed call, batch 1) divided by the rate this machine reaches on a large
 fp32 matmul (2048^3).
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch', type=int, default=32, help='batch size of the throughput runs')
     parser.add_argument('--min-time', type=float, default=2.0, help='seconds of timed runs per measurement')
     parser.add_argument('--modes', default=','.join(MODES), help=f'subset of {",".join(MODES)}')
+    parser.add_argument('--dynamic-batch', action='store_true', help='onnxruntime: one dynamic-batch export '
+                        '(default: a fixed-batch export per batch size, which onnxruntime folds further)')
     return parse_args_with_overrides(parser, argv)
 
 
@@ -81,7 +84,7 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def runners(model: torch.nn.Module, onnx_path: str, threads: int, modes: list[str]) -> dict[str, Callable]:
+def runners(model: torch.nn.Module, onnx_paths: dict[int, str], threads: int, modes: list[str]) -> dict[str, Callable]:
     """mode -> function(batch np.ndarray) that runs the network on it."""
     out: dict[str, Callable] = {}
 
@@ -101,8 +104,9 @@ def runners(model: torch.nn.Module, onnx_path: str, threads: int, modes: list[st
     if 'bn_folded' in modes:
         out['bn_folded'] = eager(model.fuse())
     if 'onnxruntime' in modes:
-        session = create_session(onnx_path, threads=threads)
-        out['onnxruntime'] = lambda x: run_session(session, x)
+        sessions = {n: create_session(path, threads=threads) for n, path in onnx_paths.items()}
+        # One file per batch size (fixed batch), or the same dynamic-batch file for all (key 0).
+        out['onnxruntime'] = lambda x: run_session(sessions.get(len(x), sessions.get(0)), x)
     return out
 
 
@@ -117,11 +121,14 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
     x1 = rng.standard_normal((1, 3, height, width)).astype(np.float32)
     xb = rng.standard_normal((args.batch, 3, height, width)).astype(np.float32)
     flops = 2 * count_complexity(model, (height, width)).true_macs  # every call, as executed
-    onnx_path = os.path.join(workdir, f'{name}.onnx')
     modes = args.modes.split(',')
+    onnx_paths = {}
     if 'onnxruntime' in modes:
-        export_onnx(model.fuse(), onnx_path, (width, height), dynamic_batch=True)
-    run = runners(model, onnx_path, args.threads, modes)
+        fused = model.fuse()
+        for n in ([0] if args.dynamic_batch else [1, args.batch]):
+            onnx_paths[n] = os.path.join(workdir, f'{name}_b{n}.onnx')
+            export_onnx(fused, onnx_paths[n], (width, height), dynamic_batch=n == 0, batch_size=max(n, 1))
+    run = runners(model, onnx_paths, args.threads, modes)
     latency = time_calls({mode: (lambda fn=fn: fn(x1)) for mode, fn in run.items()}, args.min_time)
     batch_time = time_calls({mode: (lambda fn=fn: fn(xb)) for mode, fn in run.items()}, args.min_time,
                             min_runs=2, warmup=1)
