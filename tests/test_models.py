@@ -139,7 +139,7 @@ def test_fusion_reproduces_official_loop(n):
     ours = _randomise_bn(LiteHRModule('LITE', channels, 1, 8)).eval()
     xs = [torch.randn(2, c, 16 >> k, 8 >> k) for k, c in enumerate(channels)]
     with torch.no_grad():
-        for a, b in zip(ours.fuse(xs), _official_fuse(ours, xs)):
+        for a, b in zip(ours.fuse_branches(xs), _official_fuse(ours, xs)):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     # Training mode: same outputs, and the branch-0 paths' BN statistics move as after two updates.
     official = copy.deepcopy(ours).train()
@@ -148,7 +148,7 @@ def test_fusion_reproduces_official_loop(n):
             m.__class__ = nn.BatchNorm2d
     ours.train()
     with torch.no_grad():
-        for a, b in zip(ours.fuse(xs), _official_fuse(official, xs)):
+        for a, b in zip(ours.fuse_branches(xs), _official_fuse(official, xs)):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     for (k, a), b in zip(ours.state_dict().items(), official.state_dict().values()):
         assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6), k
@@ -161,7 +161,7 @@ def test_fusion_is_not_plain_hrnet():
         nn.init.zeros_(p)  # F_01 = 0 (BN bias 0 and weight 0), F_10 = 0
     x0, x1 = torch.rand(1, 8, 4, 4), torch.randn(1, 16, 2, 2)
     with torch.no_grad():
-        out0, out1 = module.fuse([x0, x1])
+        out0, out1 = module.fuse_branches([x0, x1])
     assert torch.equal(out0, 2 * x0)
     assert torch.equal(out1, F.relu(x1))
 

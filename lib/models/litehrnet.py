@@ -177,7 +177,7 @@ def _fuse_path(channels: Sequence[int], i: int, j: int) -> nn.Module | None:
                              NearestUpsample(2 ** (j - i)))
     if j == i:
         return None
-    # The official forward runs F_i0 twice per call (see LiteHRModule.fuse); we run it once and let
+    # The official forward runs F_i0 twice per call (see LiteHRModule.fuse_branches); we run it once and let
     # its BN layers apply the official two running-statistics updates per training step.
     bn_cls = TwiceUpdatedBatchNorm2d if j == 0 else nn.BatchNorm2d
     steps = [dw_pw_sequential(channels[j], channels[j] if k < i - j - 1 else channels[i], 2,
@@ -218,7 +218,7 @@ class LiteHRModule(nn.Module):
             out.append(x)
         return out
 
-    def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def fuse_branches(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Official Lite-HRNet fusion, reproduced exactly because the released weights depend on it.
 
         The official loop starts output 0's accumulator as the branch-0 tensor itself and adds in place,
@@ -233,26 +233,22 @@ class LiteHRModule(nn.Module):
         to fresh tensors, which autograd allows since no backward formula needs them.
         """
         n = len(xs)
-        if n == 1:
-            return [self.relu(xs[0] * 2)]
+        if n == 1:  # the official module skips fusion for a single branch
+            return xs
         s0 = torch.add(self.fuse_layers[0][1](xs[1]), xs[0], alpha=2)
         for j in range(2, n):
             s0 += self.fuse_layers[0][j](xs[j])
-        outs = [self.relu(s0)]
+        outs = [self.relu(s0)]  # not in place: the paths F_i0 below read s0
         for i in range(1, n):
-            y = None
-            twice = self.fuse_layers[i][0](s0)
-            for j in range(1, n):
-                term = xs[j] if j == i else self.fuse_layers[i][j](xs[j])
-                if y is None:
-                    y = torch.add(term, twice, alpha=2)
-                else:
-                    y += term
-            outs.append(self.relu(y, inplace=True))  # y is ours alone (s0 is not: the paths read it)
+            terms = [xs[j] if j == i else self.fuse_layers[i][j](xs[j]) for j in range(1, n)]
+            y = torch.add(terms[0], self.fuse_layers[i][0](s0), alpha=2)
+            for term in terms[1:]:
+                y += term
+            outs.append(self.relu(y, inplace=True))
         return outs
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.fuse(self._blocks(xs))
+        return self.fuse_branches(self._blocks(xs))
 
 
 class IterativeHead(nn.Module):
