@@ -88,6 +88,8 @@ def test_fuse_matches_eval_and_leaves_model_alone():
     with torch.no_grad():
         ref, out = model(x), fused(x)
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+    with pytest.raises(RuntimeError, match='inference only'):
+        fused.train()
 
 
 def test_norm_eval_freezes_statistics():

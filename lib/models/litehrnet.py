@@ -343,6 +343,7 @@ class PoseLiteHRNet(nn.Module):
         self.backbone = LiteHRNet(spec, with_cp=with_cp)
         self.keypoint_head = TopDownSimpleHead(spec.head_channels, num_joints)
         self.norm_eval = norm_eval
+        self.is_fused = False  # set on the copies made by fuse(), which have no BatchNorm left
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -350,6 +351,8 @@ class PoseLiteHRNet(nn.Module):
 
     def train(self, mode: bool = True) -> 'PoseLiteHRNet':
         """As nn.Module.train, but with NORM_EVAL every BatchNorm keeps using its running statistics."""
+        if mode and self.is_fused:
+            raise RuntimeError('this model came from fuse(): its BatchNorm is folded away, it is for inference only')
         super().train(mode)
         if mode and self.norm_eval:
             for m in self.modules():
@@ -362,6 +365,7 @@ class PoseLiteHRNet(nn.Module):
         """An eval-only copy with every BatchNorm folded into the conv before it (same outputs)."""
         model = copy.deepcopy(self).eval()
         fuse_conv_bn(model)
+        model.is_fused = True
         return model
 
 
