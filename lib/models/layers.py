@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['ConvBNAct', 'NearestUpsample', 'SharedReLU', 'TwiceUpdatedBatchNorm2d', 'channel_shuffle', 'concat_shuffle',
-           'depthwise', 'dw_pw_sequential', 'multiply_nearest', 'pool_to', 'upsample_nearest']
+__all__ = ['ConvBNAct', 'NearestUpsample', 'SharedReLU', 'TwiceUpdatedBatchNorm2d', 'channel_shuffle',
+           'concat_shuffle', 'depthwise', 'dw_pw_sequential', 'multiply_nearest', 'pool_to', 'upsample_nearest']
 
-_ACTIVATIONS = {'relu': nn.ReLU, 'sigmoid': nn.Sigmoid}
+# In-place ReLU as in mmcv: it acts on the fresh conv/BN output, so nothing else sees the change.
+_ACTIVATIONS = {'relu': lambda: nn.ReLU(inplace=True), 'sigmoid': nn.Sigmoid, None: lambda: None}
 
 
 class ConvBNAct(nn.Module):
@@ -27,8 +28,9 @@ class ConvBNAct(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
                               groups=groups, bias=not norm)
         self.bn = nn.BatchNorm2d(out_channels) if norm else None
-        # In-place ReLU as in mmcv: it acts on a fresh BN/conv output, so nothing else sees the change.
-        self.activate = (nn.ReLU(inplace=True) if act == 'relu' else _ACTIVATIONS[act]()) if act else None
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"act must be one of {list(_ACTIVATIONS)}, got {act!r}")
+        self.activate = _ACTIVATIONS[act]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
