@@ -171,10 +171,13 @@ def main() -> None:
         ref = model(x1)
         for name, fn in variants.items():
             diff = (fn(x1) - ref).abs().max().item()
-            print(f'check {name:<10} max |heatmap diff| vs ours: {diff:.2e}')
+            print(f'check {name:<10} max |heatmap diff| vs ours: {diff:.2e}', flush=True)
         results = {}
         b1 = _median_ms({k: (lambda f=f: f(x1)) for k, f in variants.items()}, args.repeats, 2)
+        print('eval batch 1 (ms):', {k: round(v, 1) for k, v in b1.items()}, flush=True)
         bb = _median_ms({k: (lambda f=f: f(xb)) for k, f in variants.items()}, args.big_repeats, 1)
+        print(f'eval batch {args.batch} (ms per image):', {k: round(v / args.batch, 1) for k, v in bb.items()},
+              flush=True)
     for name in variants:
         results[name] = {'eval_b1_ms': b1[name], f'eval_b{args.batch}_ms_per_image': bb[name] / args.batch}
 
