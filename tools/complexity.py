@@ -1,6 +1,6 @@
 """Parameters and FLOPs of a configured model, counted by the rule of the published Lite-HRNet table.
 
-    python tools/complexity.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml [--verbose] [--json]
+    python tools/complexity.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml [--verbose [--depth N]] [--json]
     python tools/complexity.py            # every YAML under experiments/, beside the published numbers
 
 FLOPs follow the official tool's rule (lib/utils/model_summary.py; batch 1, keypoint head included) and
@@ -52,7 +52,7 @@ def measure(cfg) -> Complexity:
     return count_complexity(build_model(cfg), (height, width))
 
 
-def print_one(cfg_path: str, opts: list[str], verbose: bool, as_json: bool) -> None:
+def print_one(cfg_path: str, opts: list[str], verbose: bool, as_json: bool, depth: int = 3) -> None:
     cfg = load_config(cfg_path, opts)
     c = measure(cfg)
     width, height = cfg.MODEL.IMAGE_SIZE
@@ -60,7 +60,7 @@ def print_one(cfg_path: str, opts: list[str], verbose: bool, as_json: bool) -> N
     if verbose:
         model = build_model(cfg)
         print(f"\n{'module':<40} {'params':>10} {'FLOPs (rule)':>14} {'Mi':>8}")
-        for name, (params, flops) in group_costs(c.per_module, model).items():
+        for name, (params, flops) in group_costs(c.per_module, model, depth).items():
             print(f'{name:<40} {params:>10,} {flops:>14,} {flops / MI:>8.2f}')
         print('\ncomponents of the rule: ' + ', '.join(f'{k} {v:,}' for k, v in c.components.items()))
     print(f'params:                     {c.params:,}')
@@ -106,12 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--cfg', help='experiment YAML; without it, a table of every YAML under experiments/')
     parser.add_argument('--verbose', action='store_true', help='per-module breakdown')
+    parser.add_argument('--depth', type=int, default=3, help='--verbose: name parts to group by (99 = every leaf)')
     parser.add_argument('--json', action='store_true', help='last line: {"params": N, "flops": N}')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.cfg:
-        print_one(args.cfg, args.opts, args.verbose, args.json)
+        print_one(args.cfg, args.opts, args.verbose, args.json, args.depth)
     else:
         print_table(args.json)
 
