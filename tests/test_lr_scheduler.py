@@ -40,7 +40,7 @@ def test_step_matches_multisteplr_stepped_after_each_epoch():
     t = train_cfg(LR=0.002, LR_STEP=[170, 200], LR_FACTOR=0.1, WARMUP_ITERS=0)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.002)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[170, 200], gamma=0.1)
-    ipe = 7
+    ipe = 3
     for epoch in range(210):
         for i in range(ipe):
             assert lr_at(t, epoch * ipe + i, ipe) == pytest.approx(opt.param_groups[0]['lr'], rel=1e-12)
