@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if dist_info.is_main:
         from lib.evaluation import print_metrics_table
         print_metrics_table(metrics, f'{cfg.MODEL.NAME} on {cfg.DATASET.DATASET} {cfg.DATASET.TEST_SET} '
-                                     f'({len(dataset)} samples)')
+                                     f'({len(dataset)} samples)', logger=logger)  # console and log file
         with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
             json.dump(metrics, f, indent=2)
         logger.info('%s %.4f; results and metrics.json in %s', key, metrics[key], output_dir)

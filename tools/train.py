@@ -65,7 +65,7 @@ def read_resume_state(path: str) -> dict | CheckpointError | None:
         return err
 
 
-def make_debug_fn(output_dir: str, codec):
+def make_debug_fn(output_dir: str, codec, metainfo):
     """Save GT and predicted joints (and heatmaps) of a training batch as images under output_dir/debug."""
     from lib.utils.vis import save_debug_images
 
@@ -73,7 +73,8 @@ def make_debug_fn(output_dir: str, codec):
         coords, _ = codec.decode(output.float().cpu().numpy())
         prefix = os.path.join(output_dir, 'debug', f'train_{iteration:07d}')
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
-        save_debug_images(images.cpu(), meta, target.cpu(), coords * codec.stride, output.cpu(), prefix)
+        save_debug_images(images.cpu(), meta, target.cpu(), coords * codec.stride, output.cpu(), prefix,
+                          metainfo=metainfo)  # limbs, not just dots
     return debug_fn
 
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if dist_info.is_main:
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(tb_dir, purge_step=iteration)
-    debug_fn = make_debug_fn(output_dir, train_set.codec) if dist_info.is_main and cfg.TRAIN.DEBUG_INTERVAL else None
+    debug_fn = make_debug_fn(output_dir, train_set.codec, train_set.metainfo) if dist_info.is_main and cfg.TRAIN.DEBUG_INTERVAL else None
 
     for epoch in range(start_epoch, cfg.TRAIN.END_EPOCH):
         train_loader.sampler.set_epoch(epoch)
