@@ -65,12 +65,15 @@ def synthetic_tiny(tmp_path_factory) -> str:
     return root
 
 
-@pytest.fixture
-def single_thread():
-    """One torch intra-op thread for the test: CI shares 2 cores, and oversubscribed threads slow
-    small convolutions (and ONNX tracing) severalfold. Restores the previous setting."""
+def _one_torch_thread():
+    """One torch intra-op thread while the generator is suspended: CI shares 2 cores, and oversubscribed
+    threads slow small convolutions (and ONNX tracing) severalfold. Restores the previous setting."""
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+single_thread = pytest.fixture(_one_torch_thread)  # per test: pytestmark = usefixtures('single_thread')
+single_thread_module = pytest.fixture(scope='module')(_one_torch_thread)  # per test module

@@ -31,12 +31,7 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread_module')  # small tensors: one thread is fastest
 
 
 def _cfg(rel):

@@ -13,12 +13,7 @@ from conftest import REPO_ROOT
 YAMLS = sorted(glob.glob(os.path.join(REPO_ROOT, 'experiments', '**', '*.yaml'), recursive=True))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread_module')  # small tensors: one thread is fastest
 
 
 def test_the_ten_published_configs_exist():

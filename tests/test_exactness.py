@@ -18,13 +18,7 @@ from conftest import REPO_ROOT
 CFG = os.path.join(REPO_ROOT, 'experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Small tensors: one thread is as fast on a quiet machine and far faster on a busy one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread_module')  # small tensors: one thread is fastest
 
 
 @pytest.fixture(scope='module')

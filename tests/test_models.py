@@ -16,13 +16,7 @@ from lib.models.litehrnet import CrossResolutionWeighting, LiteHRModule, PoseLit
 SIZE = (64, 64)  # small input that still gives all four branches (16x16 ... 2x2)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Small tensors: one thread is as fast on a quiet machine and far faster on a busy one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('single_thread_module')  # small tensors: one thread is fastest
 
 
 def _cfg(name, *opts):
