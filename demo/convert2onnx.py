@@ -1,11 +1,14 @@
 """Export a Lite-HRNet model to ONNX and prove the file computes what PyTorch computes.
 
     python demo/convert2onnx.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml \\
-        TEST.MODEL_FILE litehrnet_18_coco_256x192.pth --output litehrnet_18.onnx --dynamic-batch --fold-bn
+        TEST.MODEL_FILE litehrnet_18_coco_256x192.pth --output litehrnet_18.onnx --dynamic-batch
 
 Steps: build the model of the config and load TEST.MODEL_FILE (ours or an official mmpose
-checkpoint); export with the TorchScript exporter (input 'input' N x 3 x H x W float32, normalised
-crops; output 'heatmaps' N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
+checkpoint); turn it into its deploy form (`--graph deploy`, the default: BatchNorm folded, blocks
+computed full width without split/shuffle copies, see lib/models/deploy.py; faster in onnxruntime)
+or keep it as written (`--graph plain`, optionally `--fold-bn`); export with the TorchScript
+exporter (input 'input' N x 3 x H x W float32, normalised crops; output 'heatmaps'
+N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
 batches and on a real person crop (a ../shared/data/coco_tiny image, or --image, or a synthetic
 image when neither exists) and print the max |onnxruntime - PyTorch|. Exit status 1 when that
 exceeds --atol (default 1e-4), 2 on bad arguments or files.
@@ -25,7 +28,7 @@ from lib.config import ConfigError, load_config
 from lib.core.inference import PoseEstimator
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
-from lib.utils.onnx_export import DEFAULT_ATOL, DEFAULT_OPSET, export_and_check
+from lib.utils.onnx_export import DEFAULT_ATOL, DEFAULT_OPSET, GRAPHS, export_and_check
 
 SHARED_IMAGES = os.path.join(_init_paths.REPO_ROOT, '..', 'shared', 'data', 'coco_tiny', 'images', 'val2017')
 
@@ -37,7 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         '<weights>.onnx, or <config name>.onnx)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset (default {DEFAULT_OPSET})')
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic batch axis (default: batch 1)')
-    parser.add_argument('--fold-bn', action='store_true', help='fold BatchNorm into the convolutions first')
+    parser.add_argument('--graph', choices=GRAPHS, default='deploy', help='deploy (default): the inference form '
+                        'of lib/models/deploy.py, BatchNorm folded; plain: the model as written')
+    parser.add_argument('--fold-bn', action='store_true', help='--graph plain: fold BatchNorm into the convolutions '
+                        '(the deploy graph always does)')
     parser.add_argument('--image', default='', help='real image for the parity check (default: a coco_tiny '
                         'image from ../shared when present, else a synthetic image)')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL, help='largest accepted difference')
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = parity_inputs(estimator, image_desc, image, args.dynamic_batch)
     report = export_and_check(estimator.model, output, estimator.image_size, inputs, opset=args.opset,
                               dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
-                              threads=args.threads)
+                              threads=args.threads, graph=args.graph)
     print(report.summary())
     return 0 if report.passed else 1
 

@@ -8,9 +8,11 @@ latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
   eager            the model as trained, fp32, torch.inference_mode
   channels_last    the same with NHWC memory format
   bn_folded        model.fuse(): BatchNorm folded into the convolutions
-  onnxruntime      the BN-folded model exported to ONNX (one fixed-batch file per batch size, or one
-                   dynamic-batch file with --dynamic-batch), graph optimisation level ALL, `--threads`
-                   intra-op threads
+  onnxruntime_plain  the BN-folded model exported to ONNX as written (`convert2onnx.py --graph plain
+                   --fold-bn`), the way the official model is usually exported
+  onnxruntime      the deploy form exported to ONNX (`convert2onnx.py`'s default, lib/models/deploy.py)
+Both ONNX modes: one fixed-batch file per batch size (or one dynamic-batch file with --dynamic-batch),
+graph optimisation level ALL, `--threads` intra-op threads, sequential execution
 plus the FLOP-limited time: the model's true FLOPs (2 x `true_macs` of lib.utils.model_summary: the
 multiply-adds of every executed call, batch 1) divided by the rate this machine reaches on a large
 fp32 matmul (2048^3).
@@ -39,9 +41,10 @@ from lib.core.inference import build_pose_model
 from lib.models import VARIANTS
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.model_summary import count_complexity
-from lib.utils.onnx_export import create_session, export_onnx, run_session
+from lib.utils.onnx_export import create_session, export_onnx, graph_for_export, run_session
 
-MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime')
+MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime_plain', 'onnxruntime')
+ONNX_GRAPHS = {'onnxruntime_plain': 'plain', 'onnxruntime': 'deploy'}  # mode -> graph_for_export
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,8 +87,9 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def runners(model: torch.nn.Module, onnx_paths: dict[int, str], threads: int, modes: list[str]) -> dict[str, Callable]:
-    """mode -> function(batch np.ndarray) that runs the network on it."""
+def runners(model: torch.nn.Module, onnx_paths: dict[str, dict[int, str]], threads: int,
+            modes: list[str]) -> dict[str, Callable]:
+    """mode -> function(batch np.ndarray) that runs the network on it. onnx_paths: mode -> {batch: file}."""
     out: dict[str, Callable] = {}
 
     def eager(net: torch.nn.Module, channels_last: bool = False) -> Callable:
@@ -96,6 +100,11 @@ def runners(model: torch.nn.Module, onnx_paths: dict[int, str], threads: int, mo
                 return net(torch.from_numpy(x).contiguous(memory_format=fmt))
         return run
 
+    def onnx_runner(paths: dict[int, str]) -> Callable:
+        sessions = {n: create_session(path, threads=threads) for n, path in paths.items()}
+        # One file per batch size (fixed batch), or the same dynamic-batch file for all (key 0).
+        return lambda x: run_session(sessions.get(len(x), sessions.get(0)), x)
+
     if 'eager' in modes:
         out['eager'] = eager(model)
     if 'channels_last' in modes:
@@ -103,10 +112,9 @@ def runners(model: torch.nn.Module, onnx_paths: dict[int, str], threads: int, mo
                                      channels_last=True)
     if 'bn_folded' in modes:
         out['bn_folded'] = eager(model.fuse())
-    if 'onnxruntime' in modes:
-        sessions = {n: create_session(path, threads=threads) for n, path in onnx_paths.items()}
-        # One file per batch size (fixed batch), or the same dynamic-batch file for all (key 0).
-        out['onnxruntime'] = lambda x: run_session(sessions.get(len(x), sessions.get(0)), x)
+    for mode in ONNX_GRAPHS:
+        if mode in modes:
+            out[mode] = onnx_runner(onnx_paths[mode])
     return out
 
 
@@ -122,12 +130,15 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
     xb = rng.standard_normal((args.batch, 3, height, width)).astype(np.float32)
     flops = 2 * count_complexity(model, (height, width)).true_macs  # every call, as executed
     modes = args.modes.split(',')
-    onnx_paths = {}
-    if 'onnxruntime' in modes:
-        fused = model.fuse()
+    onnx_paths: dict[str, dict[int, str]] = {}
+    for mode, graph in ONNX_GRAPHS.items():
+        if mode not in modes:
+            continue
+        network = graph_for_export(model, graph, fold_bn=True)
+        onnx_paths[mode] = {}
         for n in ([0] if args.dynamic_batch else [1, args.batch]):
-            onnx_paths[n] = os.path.join(workdir, f'{name}_b{n}.onnx')
-            export_onnx(fused, onnx_paths[n], (width, height), dynamic_batch=n == 0, batch_size=max(n, 1))
+            path = onnx_paths[mode][n] = os.path.join(workdir, f'{name}_{graph}_b{n}.onnx')
+            export_onnx(network, path, (width, height), dynamic_batch=n == 0, batch_size=max(n, 1))
     run = runners(model, onnx_paths, args.threads, modes)
     latency = time_calls({mode: (lambda fn=fn: fn(x1)) for mode, fn in run.items()}, args.min_time)
     batch_time = time_calls({mode: (lambda fn=fn: fn(xb)) for mode, fn in run.items()}, args.min_time,
@@ -137,7 +148,7 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
         rows.append({'variant': name, 'mode': mode, 'latency_ms': latency[mode] * 1e3,
                      'throughput': args.batch / batch_time[mode], 'gflops': flops / 1e9,
                      'flop_limited_ms': flops / (gflops * 1e9) * 1e3, 'weights': source})
-        print(f'  {name:28s} {mode:14s} {latency[mode] * 1e3:8.1f} ms  {args.batch / batch_time[mode]:7.1f} img/s',
+        print(f'  {name:28s} {mode:18s} {latency[mode] * 1e3:8.1f} ms  {args.batch / batch_time[mode]:7.1f} img/s',
               flush=True)
     return rows
 

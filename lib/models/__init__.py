@@ -2,6 +2,7 @@
 
     model = build_model(cfg)           # (B, 3, H, W) normalised images -> (B, K, H/4, W/4) heatmaps
     fast = model.fuse()                 # eval-only copy with BatchNorm folded into the convs
+    deploy = to_deploy(model)           # inference form for ONNX export (lib/models/deploy.py)
 
 Variants are rows of `VARIANTS` (lib/models/litehrnet.py). Parameter names are the official mmpose
 ones, so `lib.utils.checkpoint.load_weights(model, official_checkpoint)` works unchanged.
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from .deploy import to_deploy
 from .litehrnet import VARIANTS, LiteHRNet, LiteHRNetSpec, PoseLiteHRNet
 
-__all__ = ['VARIANTS', 'LiteHRNet', 'LiteHRNetSpec', 'PoseLiteHRNet', 'build_model']
+__all__ = ['VARIANTS', 'LiteHRNet', 'LiteHRNetSpec', 'PoseLiteHRNet', 'build_model', 'to_deploy']
 
 
 def build_model(cfg) -> PoseLiteHRNet:

@@ -1,0 +1,428 @@
+"""An inference-only form of a trained Lite-HRNet that ONNX runtimes run about twice as fast.
+
+    deploy = to_deploy(model)        # same heatmaps as model.eval() (float rounding apart)
+    torch.onnx.export(deploy, ...)   # what demo/convert2onnx.py exports by default
+
+Why: in the trained form every block splits each branch into halves, works on one half and
+shuffles the halves back together (Split, Concat, Reshape), and multiplies by channel weights that
+are broadcast from 1x1 or resized with data-dependent sizes. onnxruntime runs convolutions in a
+blocked channel layout (NCHWc), and each of those operators forces a conversion back to plain
+NCHW and forward again (about 330 reorders in Lite-HRNet-18), on top of the copies themselves.
+
+What changes (the arithmetic of every output channel stays the same):
+  * BatchNorm is folded into the convolutions (`PoseLiteHRNet.fuse`).
+  * Full-width blocks, no split: each block computes on all C channels of a branch. The kept half
+    passes through unchanged because its weights are neutral there: channel weights 1
+    (sigmoid(SATURATE) == 1.0 exactly in float32) and an identity 3x3 depthwise kernel (LITE), or
+    a 1x1 depthwise "keep" convolution added to zero rows of the last convolution (NAIVE).
+  * No shuffle: the channel shuffle is a fixed permutation, so instead of moving data we track
+    which logical channel sits in which physical slot (`Layout`) and permute the weights of every
+    convolution that reads or writes the branch. Convolutions that mix channels absorb any order.
+  * Channel weights are resized to the feature map's size with constant integer scales (nearest
+    Resize, which onnxruntime keeps in NCHWc) and multiplied elementwise at equal shapes.
+  * The cross-resolution weights come from one convolution per branch instead of one split output.
+  * The official fusion doubles F_i0(s_0) and x_0 (see `LiteHRModule.fuse_branches`): the factor 2 is
+    folded into the last convolution of F_i0 (exact in binary floating point) and x_0 + x_0.
+  * Reduced channel counts of the small weighting convolutions are padded with zero channels to a
+    multiple of 8 (the NCHWc block), which changes no output.
+
+`to_deploy` checks nothing at run time; `tests/test_deploy.py` compares it with the trained form.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .litehrnet import (ConditionalChannelWeighting, LiteHRModule, LiteHRNet, PoseLiteHRNet, ShuffleUnit, Stem)
+
+__all__ = ['to_deploy', 'DeployPoseLiteHRNet', 'SATURATE']
+
+SATURATE = 100.0  # bias that makes a sigmoid output exactly 1.0 in float32 (1 - 3.7e-44 rounds to 1)
+CHANNEL_BLOCK = 8  # onnxruntime's NCHWc block on AVX2 (16 on AVX-512 divides none of ours anyway)
+
+Layout = list  # Layout[p] = logical channel held by physical channel p of a branch tensor
+Index = Sequence[int]  # per new channel: the old channel it copies, or -1 for a neutral channel
+
+
+def _identity(n: int) -> Layout:
+    return list(range(n))
+
+
+def _round_up(n: int, block: int = CHANNEL_BLOCK) -> int:
+    return -(-n // block) * block
+
+
+def _padded(n: int) -> list[int]:
+    """Index of n channels followed by zero channels up to a multiple of CHANNEL_BLOCK."""
+    return list(range(n)) + [-1] * (_round_up(n) - n)
+
+
+def _shuffled(layout: Layout) -> Layout:
+    """Layout after a block: logical j < C/2 (kept) becomes 2j, logical C/2 + j (processed) becomes 2j + 1."""
+    half = len(layout) // 2
+    return [2 * c if c < half else 2 * (c - half) + 1 for c in layout]
+
+
+def _processed_index(layout: Layout) -> list[int]:
+    """Per physical channel: its index within the processed (second) half, or -1 for a kept channel."""
+    half = len(layout) // 2
+    return [c - half if c >= half else -1 for c in layout]
+
+
+def _gather(tensor: torch.Tensor, index: Index, dim: int, fill: float = 0.0) -> torch.Tensor:
+    """tensor's slices along `dim` picked by index; -1 gives a slice full of `fill`."""
+    idx = torch.as_tensor(list(index), dtype=torch.long)
+    shape = list(tensor.shape)
+    shape[dim] = len(idx)
+    out = torch.full(shape, fill, dtype=tensor.dtype)
+    keep = idx >= 0
+    out.index_copy_(dim, keep.nonzero().flatten(), tensor.index_select(dim, idx[keep]))
+    return out
+
+
+@torch.no_grad()
+def remap_conv(conv: nn.Conv2d, in_index: Index | None = None, out_index: Index | None = None,
+               fill_bias: float = 0.0) -> nn.Conv2d:
+    """A dense (groups=1) conv whose inputs/outputs are those of `conv` picked by index.
+
+    An input index of -1 is a channel the conv ignores (zero weights); an output index of -1 is a
+    channel with zero weights and bias `fill_bias`.
+    """
+    if conv.groups != 1:
+        raise ValueError(f'remap_conv takes dense convolutions, got groups={conv.groups}')
+    weight = conv.weight
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+    if in_index is not None:
+        weight = _gather(weight, in_index, 1)
+    if out_index is not None:
+        weight = _gather(weight, out_index, 0)
+        bias = _gather(bias, out_index, 0, fill=fill_bias)
+    new = nn.Conv2d(weight.shape[1], weight.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    new.weight.copy_(weight)
+    new.bias.copy_(bias)
+    return new
+
+
+@torch.no_grad()
+def remap_depthwise(conv: nn.Conv2d, index: Index, neutral: str = 'identity') -> nn.Conv2d:
+    """A depthwise conv whose channel p is channel index[p] of `conv`; -1 channels are 'identity'
+    (a centre tap of 1, bias 0: output = input exactly; stride 1 only) or 'zero' (output 0)."""
+    if conv.groups != conv.in_channels or conv.in_channels != conv.out_channels:
+        raise ValueError('remap_depthwise takes depthwise convolutions')
+    neutral_kernel = torch.zeros_like(conv.weight[:1])
+    if neutral == 'identity':
+        if conv.stride != (1, 1):
+            raise ValueError('an identity depthwise channel needs stride 1')
+        neutral_kernel[0, 0, conv.kernel_size[0] // 2, conv.kernel_size[1] // 2] = 1.0
+    elif neutral != 'zero':
+        raise ValueError(f"neutral must be 'identity' or 'zero', got {neutral!r}")
+    idx = torch.as_tensor(list(index), dtype=torch.long)
+    weight = torch.where((idx >= 0).reshape(-1, 1, 1, 1), conv.weight[idx.clamp(min=0)], neutral_kernel)
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+    bias = _gather(bias, index, 0)
+    n = len(idx)
+    new = nn.Conv2d(n, n, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups=n)
+    new.weight.copy_(weight)
+    new.bias.copy_(bias)
+    return new
+
+
+@torch.no_grad()
+def _scaled(conv: nn.Conv2d, factor: float) -> nn.Conv2d:
+    conv.weight.mul_(factor)
+    conv.bias.mul_(factor)
+    return conv
+
+
+def _upsample(x: torch.Tensor, factor: int | tuple[int, int]) -> torch.Tensor:
+    """Nearest upsampling by constant integer factors (ONNX Resize with scales, asymmetric, floor)."""
+    factor = (factor, factor) if isinstance(factor, int) else factor
+    if factor == (1, 1):
+        return x
+    return F.interpolate(x, scale_factor=(float(factor[0]), float(factor[1])), mode='nearest')
+
+
+def _spatial(x: torch.Tensor) -> tuple[int, int]:
+    """(H, W) as Python ints: constants of an exported graph (input sizes are fixed per export)."""
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+class DwPw(nn.Module):
+    """Folded [dw3x3, pw1x1(, ReLU)] of a transition or fusion step, reading input layout `layout`
+    and writing `out_index` order (None: logical)."""
+
+    def __init__(self, seq: nn.Sequential, layout: Layout, out_index: Index | None = None,
+                 scale: float = 1.0) -> None:
+        super().__init__()
+        convs = [m for m in seq if isinstance(m, nn.Conv2d)]
+        self.depthwise = remap_depthwise(convs[0], layout, neutral='zero')
+        self.pointwise = _scaled(remap_conv(convs[1], in_index=layout, out_index=out_index), scale)
+        self.relu = any(isinstance(m, nn.ReLU) for m in seq)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pointwise(self.depthwise(x))
+        return F.relu(x) if self.relu else x
+
+
+class DeployStem(nn.Module):
+    """Stem without the split: both halves read the full conv1 output through zero weights."""
+
+    def __init__(self, stem: Stem) -> None:
+        super().__init__()
+        self.conv1 = stem.conv1.conv
+        n = self.conv1.out_channels
+        half = n // 2
+        first, second = list(range(half)) + [-1] * (n - half), [-1] * half + list(range(n - half))
+        self.branch1_dw = remap_depthwise(stem.branch1[0].conv, first, neutral='zero')
+        self.branch1_pw = remap_conv(stem.branch1[1].conv, in_index=first)
+        self.expand_conv = remap_conv(stem.expand_conv.conv, in_index=second)
+        self.depthwise_conv = stem.depthwise_conv.conv
+        self.linear_conv = stem.linear_conv.conv
+        a, b = self.branch1_pw.out_channels, self.linear_conv.out_channels
+        # Physical [branch1 | branch2] is the shuffled logical order 0, 2, 4, ... | 1, 3, 5, ...
+        self.layout = [2 * p for p in range(a)] + [2 * p + 1 for p in range(b)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        b1 = F.relu(self.branch1_pw(self.branch1_dw(x)))
+        b2 = F.relu(self.linear_conv(self.depthwise_conv(F.relu(self.expand_conv(x)))))
+        return torch.cat((b1, b2), dim=1)
+
+
+class DeployCCW(nn.Module):
+    """ConditionalChannelWeighting on full-width branches in `layouts`; see the module docstring."""
+
+    def __init__(self, block: ConditionalChannelWeighting, layouts: list[Layout]) -> None:
+        super().__init__()
+        proc = [_processed_index(layout) for layout in layouts]
+        crw = block.cross_resolution_weighting
+        offsets = [sum(crw.channels[:i]) for i in range(len(layouts))]
+        # The reduction reads the pooled processed halves of all branches (kept channels: zero columns).
+        columns = [offsets[i] + j if j >= 0 else -1 for i, index in enumerate(proc) for j in index]
+        mid = crw.conv1.conv.out_channels
+        self.crw_reduce = remap_conv(crw.conv1.conv, in_index=columns, out_index=_padded(mid))
+        self.crw_expand = nn.ModuleList([
+            remap_conv(crw.conv2.conv, in_index=_padded(mid), out_index=[offsets[i] + j if j >= 0 else -1 for j in index],
+                       fill_bias=SATURATE) for i, index in enumerate(proc)])
+        self.depthwise = nn.ModuleList([remap_depthwise(dw.conv, index) for dw, index in zip(block.depthwise_convs, proc)])
+        self.se_reduce, self.se_expand = nn.ModuleList(), nn.ModuleList()
+        for sw, index in zip(block.spatial_weighting, proc):
+            reduced = sw.conv1.conv.out_channels
+            self.se_reduce.append(remap_conv(sw.conv1.conv, in_index=index, out_index=_padded(reduced)))
+            self.se_expand.append(remap_conv(sw.conv2.conv, in_index=_padded(reduced), out_index=index,
+                                             fill_bias=SATURATE))
+        self.out_layouts = [_shuffled(layout) for layout in layouts]
+
+    def forward(self, xs: list[torch.Tensor], scales: list[torch.Tensor | None]
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Branches x_i * scales_i (per-channel (B, C, 1, 1) scales not yet applied, or None) -> the
+        blocks' outputs, again as (tensors, scales): the spatial weighting's scale is left for the
+        caller, which either applies it or hands it to the next block to merge with its own weights.
+        """
+        low_h, low_w = _spatial(xs[-1])
+        pooled, low_scales = [], []
+        for x, scale in zip(xs, scales):
+            h, w = _spatial(x)
+            kernel = (h // low_h, w // low_w)
+            p = x if kernel == (1, 1) else F.avg_pool2d(x, kernel, kernel)
+            low_scale = None if scale is None else _upsample(scale, (low_h, low_w))
+            pooled.append(p if low_scale is None else p * low_scale)  # = pool(x * scale)
+            low_scales.append(low_scale)
+        mid = F.relu(self.crw_reduce(torch.cat(pooled, dim=1)))
+        out, out_scales = [], []
+        for i, x in enumerate(xs):
+            h, w = _spatial(x)
+            weights = torch.sigmoid(self.crw_expand[i](mid))
+            if low_scales[i] is not None:
+                weights = weights * low_scales[i]  # (x * scale) * weights, one full-size multiply
+            x = self.depthwise[i](x * _upsample(weights, (h // low_h, w // low_w)))
+            squeeze = F.adaptive_avg_pool2d(x, 1)  # GlobalAveragePool
+            out.append(x)
+            out_scales.append(torch.sigmoid(self.se_expand[i](F.relu(self.se_reduce[i](squeeze)))))
+        return out, out_scales
+
+
+class DeployShuffleUnit(nn.Module):
+    """NAIVE ShuffleUnit on a full-width branch: relu(pw2(dw(relu(pw1(x_proc))))) written into the
+    processed slots (zero rows elsewhere) plus a 1x1 depthwise 'keep' conv that copies the kept slots."""
+
+    def __init__(self, unit: ShuffleUnit, layout: Layout) -> None:
+        super().__init__()
+        index = _processed_index(layout)
+        pw1, dw, pw2 = (m.conv for m in unit.branch2)
+        self.pw1 = remap_conv(pw1, in_index=index)
+        self.dw = dw
+        self.pw2 = remap_conv(pw2, out_index=index)
+        n = len(layout)
+        self.keep = nn.Conv2d(n, n, 1, groups=n)
+        with torch.no_grad():
+            self.keep.weight.copy_(torch.tensor([1.0 if j < 0 else 0.0 for j in index]).reshape(n, 1, 1, 1))
+            self.keep.bias.zero_()
+        self.out_layout = _shuffled(layout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.pw2(self.dw(F.relu(self.pw1(x))))) + self.keep(x)
+
+
+class DeployFusion(nn.Module):
+    """LiteHRModule.fuse_branches with the doubled F_i0 folded; output i keeps branch i's layout."""
+
+    def __init__(self, module: LiteHRModule, layouts: list[Layout]) -> None:
+        super().__init__()
+        n = len(layouts)
+        self.upsample_factors = [[2 ** (j - i) if j > i else 1 for j in range(n)] for i in range(n)]
+        paths: list[nn.ModuleList] = []
+        for i in range(n):
+            row = nn.ModuleList()
+            for j in range(n):
+                path = module.fuse_layers[i][j]
+                if j == i:
+                    row.append(nn.Identity())
+                elif j > i:  # 1x1 conv (+ folded BN), then nearest upsampling in forward
+                    row.append(remap_conv(path[0], in_index=layouts[j], out_index=layouts[i]))
+                else:  # stride-2 dw-pw steps; the doubled branch-0 path has its factor 2 folded in
+                    steps = list(path)
+                    row.append(nn.Sequential(*[
+                        DwPw(step, layouts[j] if k == 0 else _identity(step[0].in_channels),
+                             out_index=layouts[i] if k == len(steps) - 1 else None,
+                             scale=2.0 if (j == 0 and k == len(steps) - 1) else 1.0)
+                        for k, step in enumerate(steps)]))
+            paths.append(row)
+        self.paths = nn.ModuleList(paths)
+
+    def _term(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        return _upsample(self.paths[i][j](x), self.upsample_factors[i][j])
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = len(xs)
+        s0 = xs[0] + xs[0]
+        for j in range(1, n):
+            s0 = s0 + self._term(0, j, xs[j])
+        outs = [F.relu(s0)]
+        for i in range(1, n):
+            y = self._term(i, 0, s0)  # = 2 F_i0(s0)
+            for j in range(1, n):
+                y = y + (xs[j] if j == i else self._term(i, j, xs[j]))
+            outs.append(F.relu(y))
+        return outs
+
+
+class DeployModule(nn.Module):
+    """Blocks then fusion of one LiteHRModule, on full-width branches."""
+
+    def __init__(self, module: LiteHRModule, layouts: list[Layout]) -> None:
+        super().__init__()
+        self.module_type = module.module_type
+        if module.module_type == 'LITE':
+            self.blocks = nn.ModuleList()
+            for block in module.layers:
+                self.blocks.append(DeployCCW(block, layouts))
+                layouts = self.blocks[-1].out_layouts
+        else:
+            self.blocks = nn.ModuleList()
+            new_layouts = []
+            for units, layout in zip(module.layers, layouts):
+                chain = nn.Sequential()
+                for unit in units:
+                    chain.append(DeployShuffleUnit(unit, layout))
+                    layout = chain[-1].out_layout
+                self.blocks.append(chain)
+                new_layouts.append(layout)
+            layouts = new_layouts
+        self.fusion = DeployFusion(module, layouts) if len(layouts) > 1 else None
+        self.out_layouts = layouts
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.module_type == 'LITE':
+            scales = [None] * len(xs)
+            for block in self.blocks:
+                xs, scales = block(xs, scales)
+            xs = [x * _upsample(scale, _spatial(x)) for x, scale in zip(xs, scales)]
+        else:
+            xs = [chain(x) for chain, x in zip(self.blocks, xs)]
+        return self.fusion(xs) if self.fusion is not None else xs
+
+
+class DeployLiteHRNet(nn.Module):
+    """LiteHRNet backbone in deploy form: (B, 3, H, W) -> (B, C0, H/4, W/4) in logical channel order."""
+
+    def __init__(self, backbone: LiteHRNet) -> None:
+        super().__init__()
+        self.stem = DeployStem(backbone.stem)
+        layouts = [self.stem.layout]
+        self.transitions, self.stages = nn.ModuleList(), nn.ModuleList()
+        self.sources: list[list[int]] = []  # per stage: which previous output feeds each branch
+        for s, channels in enumerate(backbone.spec.num_channels):
+            transition = nn.ModuleList()
+            sources, new_layouts = [], []
+            for i, layer in enumerate(getattr(backbone, f'transition{s}')):
+                src = min(i, len(layouts) - 1)
+                sources.append(src)
+                if layer is None:
+                    transition.append(nn.Identity())
+                    new_layouts.append(layouts[src])
+                    continue
+                steps = list(layer) if isinstance(layer[0], nn.Sequential) else [layer]
+                transition.append(nn.Sequential(*[
+                    DwPw(step, layouts[src] if k == 0 else _identity(step[0].in_channels))
+                    for k, step in enumerate(steps)]))
+                new_layouts.append(_identity(channels[i]))
+            stage = nn.ModuleList()
+            layouts = new_layouts
+            for module in getattr(backbone, f'stage{s}'):
+                stage.append(DeployModule(module, layouts))
+                layouts = stage[-1].out_layouts
+            self.transitions.append(transition)
+            self.stages.append(stage)
+            self.sources.append(sources)
+        # IterativeHead, lowest resolution first; each projection writes the next branch's layout.
+        head = backbone.head_layer
+        n = len(layouts)
+        order = list(reversed(range(n)))
+        self.head = nn.ModuleList([
+            DwPw(nn.Sequential(p.depthwise_conv.conv, p.pointwise_conv.conv, nn.ReLU()), layouts[b],
+                 out_index=layouts[order[k + 1]] if k + 1 < n else None)
+            for k, (p, b) in enumerate(zip(head.projects, order))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys = [self.stem(x)]
+        for transition, stage, sources in zip(self.transitions, self.stages, self.sources):
+            xs = [layer(ys[src]) for layer, src in zip(transition, sources)]
+            for module in stage:
+                xs = module(xs)
+            ys = xs
+        last = None
+        for project, x in zip(self.head, reversed(ys)):
+            if last is not None:
+                x = x + F.interpolate(last, size=_spatial(x), mode='bilinear', align_corners=True)
+            last = project(x)
+        return last
+
+
+class DeployPoseLiteHRNet(nn.Module):
+    """Deploy-form backbone + the keypoint head: normalised images -> heatmaps, like PoseLiteHRNet.eval()."""
+
+    def __init__(self, model: PoseLiteHRNet) -> None:
+        super().__init__()
+        fused = model if model.is_fused else model.fuse()
+        self.backbone = DeployLiteHRNet(fused.backbone)
+        self.final_layer = fused.keypoint_head.final_layer
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(self.backbone(x))
+
+    def train(self, mode: bool = True) -> 'DeployPoseLiteHRNet':
+        if mode:
+            raise RuntimeError('the deploy form is for inference only; train the PoseLiteHRNet it came from')
+        return super().train(False)
+
+
+def to_deploy(model: PoseLiteHRNet) -> DeployPoseLiteHRNet:
+    """The deploy form of `model` (its current weights; BatchNorm running statistics folded)."""
+    if not isinstance(model, PoseLiteHRNet):
+        raise TypeError(f'to_deploy takes a PoseLiteHRNet, got {type(model).__name__}')
+    return DeployPoseLiteHRNet(model)
