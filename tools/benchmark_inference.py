@@ -62,20 +62,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def time_calls(fns: dict[str, Callable[[], object]], min_time: float, min_runs: int = 3,
-               warmup: int = 2) -> dict[str, float]:
-    """Median wall time (s) of each function, run round-robin (so a busy machine slows all alike)
-    until each has run `min_runs` times and the rounds have taken `min_time` seconds per function."""
+               warmup: int = 2, block_time: float = 0.25) -> dict[str, float]:
+    """Median wall time (s) of each function.
+
+    Functions take turns in blocks (so a busy machine slows all alike), each block a run of
+    consecutive calls of one function lasting about `block_time` s, whose first call is not timed:
+    the thread pools of the previous function (PyTorch's OpenMP workers, another onnxruntime
+    session) keep spinning for a while after their call and would otherwise be timed as the next
+    function's cost. Stops once each function has `min_runs` timed calls and `min_time` s of them.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    start = time.perf_counter()
-    while (len(next(iter(times.values()))) < min_runs
-           or time.perf_counter() - start < min_time * len(fns)):
+    while any(len(t) < min_runs or sum(t) < min_time for t in times.values()):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            fn()  # settles the thread pools; not timed
+            block_start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                if time.perf_counter() - block_start >= block_time:
+                    break
     return {name: statistics.median(t) for name, t in times.items()}
 
 

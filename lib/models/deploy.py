@@ -296,16 +296,22 @@ class DeployFusion(nn.Module):
     def _term(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
         return _upsample(self.paths[i][j](x), self.upsample_factors[i][j])
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, xs: list[torch.Tensor], first_doubled: bool = False) -> list[torch.Tensor]:
+        """Sums in an order onnxruntime can fuse: terms that end in a resize or are inputs first, then
+        the terms that end in a convolution (j < i), each of which then accumulates into the running
+        sum inside the convolution (and the last one applies the ReLU). first_doubled: xs[0] is
+        already 2 x_0 (the caller folded the factor into a multiplication it does anyway)."""
         n = len(xs)
-        s0 = xs[0] + xs[0]
+        s0 = xs[0] if first_doubled else xs[0] + xs[0]
         for j in range(1, n):
             s0 = s0 + self._term(0, j, xs[j])
         outs = [F.relu(s0)]
         for i in range(1, n):
-            y = self._term(i, 0, s0)  # = 2 F_i0(s0)
-            for j in range(1, n):
-                y = y + (xs[j] if j == i else self._term(i, j, xs[j]))
+            y = xs[i]
+            for j in range(i + 1, n):
+                y = self._term(i, j, xs[j]) + y
+            for j in range(i):  # j = 0 reads s0: the doubled F_i0(s0)
+                y = self._term(i, j, s0 if j == 0 else xs[j]) + y
             outs.append(F.relu(y))
         return outs
 
@@ -340,9 +346,11 @@ class DeployModule(nn.Module):
             scales = [None] * len(xs)
             for block in self.blocks:
                 xs, scales = block(xs, scales)
+            if self.fusion is not None:  # the fusion only needs 2 x_0: double the (B, C, 1, 1) scale instead
+                scales[0] = scales[0] + scales[0]
             xs = [x * _upsample(scale, _spatial(x)) for x, scale in zip(xs, scales)]
-        else:
-            xs = [chain(x) for chain, x in zip(self.blocks, xs)]
+            return self.fusion(xs, first_doubled=True) if self.fusion is not None else xs
+        xs = [chain(x) for chain, x in zip(self.blocks, xs)]
         return self.fusion(xs) if self.fusion is not None else xs
 
 
