@@ -273,7 +273,6 @@ class DeployFusion(nn.Module):
     def __init__(self, module: LiteHRModule, layouts: list[Layout]) -> None:
         super().__init__()
         n = len(layouts)
-        self.upsample_factors = [[2 ** (j - i) if j > i else 1 for j in range(n)] for i in range(n)]
         paths: list[nn.ModuleList] = []
         for i in range(n):
             row = nn.ModuleList()
@@ -281,7 +280,7 @@ class DeployFusion(nn.Module):
                 path = module.fuse_layers[i][j]
                 if j == i:
                     row.append(nn.Identity())
-                elif j > i:  # 1x1 conv (+ folded BN), then nearest upsampling in forward
+                elif j > i:  # 1x1 conv (+ folded BN); forward upsamples the sum of these terms
                     row.append(remap_conv(path[0], in_index=layouts[j], out_index=layouts[i]))
                 else:  # stride-2 dw-pw steps; the doubled branch-0 path has its factor 2 folded in
                     steps = list(path)
@@ -293,25 +292,30 @@ class DeployFusion(nn.Module):
             paths.append(row)
         self.paths = nn.ModuleList(paths)
 
-    def _term(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
-        return _upsample(self.paths[i][j](x), self.upsample_factors[i][j])
+    def _coarser_terms(self, i: int, xs: list[torch.Tensor]) -> torch.Tensor | None:
+        """sum_{j > i} upsample_{2^(j-i)}(conv_ij(x_j)), accumulated from the coarsest branch upwards
+        with one 2x nearest upsampling per level: nearest upsampling is linear and 2x twice is 4x, so
+        this equals the official sum, but only one term is ever upsampled to branch i's size."""
+        total = None
+        for j in range(len(xs) - 1, i, -1):
+            term = self.paths[i][j](xs[j])
+            total = term if total is None else term + _upsample(total, 2)  # conv first: its sum is fused
+        return None if total is None else _upsample(total, 2)
 
     def forward(self, xs: list[torch.Tensor], first_doubled: bool = False) -> list[torch.Tensor]:
-        """Sums in an order onnxruntime can fuse: terms that end in a resize or are inputs first, then
+        """Sums in an order onnxruntime can fuse: the input and the upsampled coarser terms first, then
         the terms that end in a convolution (j < i), each of which then accumulates into the running
         sum inside the convolution (and the last one applies the ReLU). first_doubled: xs[0] is
         already 2 x_0 (the caller folded the factor into a multiplication it does anyway)."""
         n = len(xs)
         s0 = xs[0] if first_doubled else xs[0] + xs[0]
-        for j in range(1, n):
-            s0 = s0 + self._term(0, j, xs[j])
+        s0 = s0 + self._coarser_terms(0, xs)
         outs = [F.relu(s0)]
         for i in range(1, n):
-            y = xs[i]
-            for j in range(i + 1, n):
-                y = self._term(i, j, xs[j]) + y
+            coarser = self._coarser_terms(i, xs)
+            y = xs[i] if coarser is None else xs[i] + coarser
             for j in range(i):  # j = 0 reads s0: the doubled F_i0(s0)
-                y = self._term(i, j, s0 if j == 0 else xs[j]) + y
+                y = self.paths[i][j](s0 if j == 0 else xs[j]) + y
             outs.append(F.relu(y))
         return outs
 
