@@ -101,6 +101,8 @@ def test_deploy_form_equals_the_trained_model(name: str) -> None:
     assert float((got - expected).abs().max()) <= 1e-5 * max(1.0, scale)
     with pytest.raises(RuntimeError, match='inference only'):
         deploy.train()
+    with pytest.raises(ValueError, match='multiples of 32'):
+        deploy(torch.zeros(1, 3, 120, 96))
 
 
 def test_deploy_form_of_the_official_checkpoint(reference_dir) -> None:

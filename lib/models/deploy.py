@@ -425,6 +425,9 @@ class DeployPoseLiteHRNet(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = _spatial(x)
+        if height % 32 or width % 32:  # resolutions must halve exactly down to stride 32
+            raise ValueError(f'input {height}x{width} (HxW): the deploy form needs sizes that are multiples of 32')
         return self.final_layer(self.backbone(x))
 
     def train(self, mode: bool = True) -> 'DeployPoseLiteHRNet':
