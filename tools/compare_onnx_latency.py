@@ -1,0 +1,79 @@
+"""Batch-1 onnxruntime latency of two or more ONNX files, measured side by side on a noisy machine.
+
+    python demo/convert2onnx.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml --graph plain \\
+        --fold-bn --output plain.onnx
+    python demo/convert2onnx.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml --output deploy.onnx
+    python tools/compare_onnx_latency.py plain.onnx deploy.onnx --seconds 60
+
+On a shared VM the speed of the same session can swing 2x within seconds, so one median per file,
+measured minutes apart, compares the weather rather than the files. This runs the files in
+alternating windows (`--window` s of consecutive calls each, the first call untimed), and prints
+each window's median, the median and best quartile over windows, and the median over windows of
+the ratio first file / each other file: windows next to each other see the same load.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('files', nargs='+', help='ONNX files with one input (N, 3, H, W); the first is the baseline')
+    parser.add_argument('--seconds', type=float, default=60.0, help='total measuring time')
+    parser.add_argument('--window', type=float, default=1.0, help='seconds per window')
+    parser.add_argument('--threads', type=int, default=2, help='onnxruntime intra-op threads')
+    return parser.parse_args(argv)
+
+
+def window_median(session, feed: dict, seconds: float) -> float:
+    """Median ms of consecutive runs for `seconds`, after one untimed run (other pools stop spinning)."""
+    session.run(None, feed)
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        print(f'error: not found: {", ".join(missing)}', file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from lib.utils.onnx_export import create_session  # level ALL, sequential, spinning threads
+
+    sessions, feeds = [], []
+    for path in args.files:
+        session = create_session(path, threads=args.threads)
+        shape = [1 if not isinstance(d, int) else d for d in session.get_inputs()[0].shape]
+        feeds.append({session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
+        sessions.append(session)
+        for _ in range(5):
+            session.run(None, feeds[-1])
+    rows, deadline = [], time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline or not rows:
+        rows.append([window_median(s, f, args.window) for s, f in zip(sessions, feeds)])
+    table = np.array(rows)
+    names = [os.path.basename(f) for f in args.files]
+    width = max(len(n) for n in names)
+    print(f'{len(rows)} windows of {args.window:g} s, {args.threads} thread(s); median ms per window:')
+    for name, column in zip(names, table.T):
+        print(f'  {name:{width}s} ' + ' '.join(f'{v:5.1f}' for v in column))
+    print(f'\n{"file":{width}s}  median (ms)  best quartile (ms)  speed-up vs {names[0]} (median of window ratios)')
+    for k, (name, column) in enumerate(zip(names, table.T)):
+        ratio = float(np.median(table[:, 0] / column))
+        print(f'{name:{width}s}  {np.median(column):11.2f}  {np.percentile(column, 25):18.2f}  '
+              f'{"-" if k == 0 else f"{ratio:.2f}x"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
