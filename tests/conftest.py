@@ -35,6 +35,30 @@ def reference_dir() -> str:
     return require_path(SHARED_REFERENCE)
 
 
+# --- models with realistic numbers (ONNX export, deploy form) ---------------------------------------------
+SMALL_INPUT = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']  # 128x96 keeps exports quick
+
+
+def realistic_model(name: str, seed: int = 0):
+    """Variant `name` at 128x96 in eval mode: Kaiming weights and random BatchNorm statistics, so heatmaps
+    have realistic magnitudes (the official N(0, 0.001^2) init makes every output ~0 and comparisons
+    vacuous) and BN folding changes the numbers it must preserve."""
+    import torch
+    from lib.config import load_config
+    from lib.models import build_model
+    torch.manual_seed(seed)
+    model = build_model(load_config(None, ['MODEL.NAME', name, 'MODEL.INIT', 'kaiming'] + SMALL_INPUT)).eval()
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
 # --- training/test tools (TRAIN helper) ------------------------------------------------------------------
 TOOLS_DIR = os.path.join(REPO_ROOT, 'tools')
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import realistic_model
 from lib.config import load_config
 from lib.models import VARIANTS, build_model, to_deploy
 from lib.models.deploy import SATURATE, _processed_index, _shuffled, remap_conv, remap_depthwise
@@ -22,24 +23,6 @@ from lib.utils.checkpoint import load_weights
 from lib.utils.onnx_export import export_onnx
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-SMALL = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']
-
-
-def random_bn_model(name: str, seed: int = 0) -> nn.Module:
-    """Kaiming weights and random BatchNorm statistics: folding and remapping must preserve them."""
-    torch.manual_seed(seed)
-    model = build_model(load_config(None, ['MODEL.NAME', name, 'MODEL.INIT', 'kaiming'] + SMALL)).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
-
-
 def test_layout_after_block_is_where_channel_shuffle_puts_each_channel() -> None:
     # A block that leaves its processed half unchanged: physical slot p keeps its value, and the
     # logical channel it now represents must hold that value in the shuffled tensor.
@@ -90,7 +73,7 @@ def test_saturated_sigmoid_is_exactly_one_in_pytorch_and_onnxruntime() -> None:
 
 @pytest.mark.parametrize('name', list(VARIANTS))
 def test_deploy_form_equals_the_trained_model(name: str) -> None:
-    model = random_bn_model(name)
+    model = realistic_model(name)
     deploy = to_deploy(model)
     x = torch.randn(2, 3, 128, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -131,7 +114,7 @@ def _reorders(path: str) -> tuple[int, int]:
 def test_deploy_graph_stays_in_the_blocked_layout(tmp_path) -> None:
     """The speed of the deploy graph comes from onnxruntime never converting layouts mid-network
     (the plain export needs hundreds of reorders); a new Split/broadcast Mul would break that."""
-    model = random_bn_model('litehrnet_18')
+    model = realistic_model('litehrnet_18')
     deploy_reorders, deploy_nchwc = _reorders(export_onnx(to_deploy(model), tmp_path / 'deploy.onnx', (96, 128)))
     plain_reorders, plain_nchwc = _reorders(export_onnx(model.fuse(), tmp_path / 'plain.onnx', (96, 128)))
     if plain_nchwc == 0:

@@ -17,14 +17,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.config import load_config
-from lib.models import build_model
+from conftest import SMALL_INPUT, realistic_model
 from lib.utils.checkpoint import save_atomic
 from lib.utils.onnx_export import ExportReport, export_and_check
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ['MODEL.IMAGE_SIZE', '[96,128]', 'MODEL.HEATMAP_SIZE', '[24,32]']
 LHR18_YAML = os.path.join(REPO_ROOT, 'experiments', 'coco', 'lite_hrnet', 'lite_hrnet_18_256x192.yaml')
 NAIVE_YAML = os.path.join(REPO_ROOT, 'experiments', 'coco', 'naive_lite_hrnet', 'naive_lite_hrnet_18_256x192.yaml')
 
@@ -47,21 +45,6 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def realistic_model(name: str, seed: int = 0) -> torch.nn.Module:
-    cfg = load_config(None, ['MODEL.NAME', name, 'MODEL.INIT', 'kaiming'] + SMALL)
-    torch.manual_seed(seed)
-    model = build_model(cfg).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def check_portable(report: ExportReport) -> None:
@@ -95,7 +78,7 @@ def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys
     weights = os.path.join(reference_dir, 'litehrnet_18_coco_256x192.pth')
     out = tmp_path / 'lhr18.onnx'
     status = load_script('convert2onnx').main(['--cfg', LHR18_YAML, 'TEST.MODEL_FILE', weights, '--output', str(out),
-                                               '--dynamic-batch', '--fold-bn', '--threads', '1', *SMALL])
+                                               '--dynamic-batch', '--fold-bn', '--threads', '1', *SMALL_INPUT])
     text = capsys.readouterr().out
     assert status == 0, text
     assert out.is_file()
@@ -108,7 +91,7 @@ def test_convert2onnx_our_checkpoint(tmp_path, capsys) -> None:
     weights = tmp_path / 'ours.pth'
     save_atomic({'model': model.state_dict(), 'epoch': 3}, weights)
     status = load_script('convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(weights),
-                                               '--dynamic-batch', '--threads', '1', *SMALL])
+                                               '--dynamic-batch', '--threads', '1', *SMALL_INPUT])
     text = capsys.readouterr().out
     assert status == 0, text
     assert (tmp_path / 'ours.onnx').is_file()  # default output: beside the weights
