@@ -29,7 +29,6 @@ import copy
 import os
 import statistics
 import tempfile
-import time
 from typing import Callable
 
 import _init_paths  # noqa: F401  (puts the repository root on sys.path)
@@ -42,6 +41,7 @@ from lib.models import VARIANTS
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.model_summary import count_complexity
 from lib.utils.onnx_export import create_session, export_onnx, graph_for_export, run_session
+from lib.utils.timing import timed_block
 
 MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime_plain', 'onnxruntime')
 ONNX_GRAPHS = {'onnxruntime_plain': 'plain', 'onnxruntime': 'deploy'}  # mode -> graph_for_export
@@ -65,11 +65,10 @@ def time_calls(fns: dict[str, Callable[[], object]], min_time: float, min_runs: 
                warmup: int = 2, block_time: float = 0.25) -> dict[str, float]:
     """Median wall time (s) of each function.
 
-    Functions take turns in blocks (so a busy machine slows all alike), each block a run of
-    consecutive calls of one function lasting about `block_time` s, whose first call is not timed:
-    the thread pools of the previous function (PyTorch's OpenMP workers, another onnxruntime
-    session) keep spinning for a while after their call and would otherwise be timed as the next
-    function's cost. Stops once each function has `min_runs` timed calls and `min_time` s of them.
+    Functions take turns in blocks of consecutive calls (`timed_block`, about `block_time` s each,
+    first call untimed), so that a busy machine slows all alike and no function is charged for the
+    spinning thread pools of the one before. Stops once each function has `min_runs` timed calls
+    and `min_time` s of them.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -77,14 +76,7 @@ def time_calls(fns: dict[str, Callable[[], object]], min_time: float, min_runs: 
     times: dict[str, list[float]] = {name: [] for name in fns}
     while any(len(t) < min_runs or sum(t) < min_time for t in times.values()):
         for name, fn in fns.items():
-            fn()  # settles the thread pools; not timed
-            block_start = time.perf_counter()
-            while True:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-                if time.perf_counter() - block_start >= block_time:
-                    break
+            times[name] += timed_block(fn, block_time)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -18,7 +18,11 @@ import os
 import sys
 import time
 
+import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import numpy as np
+
+from lib.utils.onnx_export import create_session  # level ALL, sequential, spinning threads
+from lib.utils.timing import timed_block
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,26 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def window_median(session, feed: dict, seconds: float) -> float:
-    """Median ms of consecutive runs for `seconds`, after one untimed run (other pools stop spinning)."""
-    session.run(None, feed)
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     missing = [f for f in args.files if not os.path.isfile(f)]
     if missing:
         print(f'error: not found: {", ".join(missing)}', file=sys.stderr)
         return 2
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from lib.utils.onnx_export import create_session  # level ALL, sequential, spinning threads
-
     sessions, feeds = [], []
     for path in args.files:
         session = create_session(path, threads=args.threads)
@@ -60,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             session.run(None, feeds[-1])
     rows, deadline = [], time.perf_counter() + args.seconds
     while time.perf_counter() < deadline or not rows:
-        rows.append([window_median(s, f, args.window) for s, f in zip(sessions, feeds)])
+        rows.append([float(np.median(timed_block(lambda s=s, f=f: s.run(None, f), args.window))) * 1e3
+                     for s, f in zip(sessions, feeds)])
     table = np.array(rows)
     names = [os.path.basename(f) for f in args.files]
     width = max(len(n) for n in names)
