@@ -122,3 +122,6 @@ def test_deploy_graph_stays_in_the_blocked_layout(tmp_path) -> None:
     assert deploy_nchwc > 300
     assert deploy_reorders <= 2, deploy_reorders  # the heatmap output only
     assert plain_reorders > 100
+    # A symbolic batch axis must not cost the layout (export_onnx names axis 0 'batch' throughout).
+    dynamic = export_onnx(to_deploy(model), tmp_path / 'dynamic.onnx', (96, 128), dynamic_batch=True)
+    assert _reorders(dynamic) == (deploy_reorders, deploy_nchwc)

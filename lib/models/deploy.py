@@ -406,7 +406,10 @@ class DeployLiteHRNet(nn.Module):
         last = None
         for project, x in zip(self.head, reversed(ys)):
             if last is not None:
-                x = x + F.interpolate(last, size=_spatial(x), mode='bilinear', align_corners=True)
+                # Constant scale, not size=: a size is computed from Shape at run time in a dynamic-batch
+                # export, which keeps onnxruntime's Resize out of NCHWc. Same numbers: with
+                # align_corners the sampling step is (in - 1) / (out - 1) either way.
+                x = x + F.interpolate(last, scale_factor=2.0, mode='bilinear', align_corners=True)
             last = project(x)
         return last
 
