@@ -6,7 +6,8 @@
 Steps: build the model of the config and load TEST.MODEL_FILE (ours or an official mmpose
 checkpoint); turn it into its deploy form (`--graph deploy`, the default: BatchNorm folded, blocks
 computed full width without split/shuffle copies, see lib/models/deploy.py; faster in onnxruntime)
-or keep it as written (`--graph plain`, optionally `--fold-bn`); export with the TorchScript
+or keep it as written (`--graph plain`, constant sizes, optionally `--fold-bn`; or `--graph official`,
+the official code's idioms, sizes read at run time: the export users know, as a baseline); export with the TorchScript
 exporter (input 'input' N x 3 x H x W float32, normalised crops; output 'heatmaps'
 N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
 batches and on a real person crop (a ../shared/data/coco_tiny image, or --image, or a synthetic
@@ -41,8 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset (default {DEFAULT_OPSET})')
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic batch axis (default: batch 1)')
     parser.add_argument('--graph', choices=GRAPHS, default='deploy', help='deploy (default): the inference form '
-                        'of lib/models/deploy.py, BatchNorm folded; plain: the model as written')
-    parser.add_argument('--fold-bn', action='store_true', help='--graph plain: fold BatchNorm into the convolutions '
+                        'of lib/models/deploy.py, BatchNorm folded; plain: the model as written, constant '
+                        'sizes; official: as the official code writes it (the usual export, a baseline)')
+    parser.add_argument('--fold-bn', action='store_true', help='--graph plain/official: fold BatchNorm into the convolutions '
                         '(the deploy graph always does)')
     parser.add_argument('--image', default='', help='real image for the parity check (default: a coco_tiny '
                         'image from ../shared when present, else a synthetic image)')
@@ -102,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f'model {cfg.MODEL.NAME}, input {cfg.MODEL.IMAGE_SIZE[0]}x{cfg.MODEL.IMAGE_SIZE[1]} (WxH), '
           f'weights: {estimator.weights_source}')
     inputs = parity_inputs(estimator, image_desc, image, args.dynamic_batch)
-    report = export_and_check(estimator.model, output, estimator.image_size, inputs, opset=args.opset,
-                              dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
-                              threads=args.threads, graph=args.graph)
+    try:
+        report = export_and_check(estimator.model, output, estimator.image_size, inputs, opset=args.opset,
+                                  dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
+                                  threads=args.threads, graph=args.graph)
+    except ValueError as err:  # an option this model or graph cannot honour
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     print(report.summary())
     return 0 if report.passed else 1
 

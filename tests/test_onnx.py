@@ -114,3 +114,22 @@ def test_report_fails_above_tolerance() -> None:
     # Heatmaps beyond [-1, 1] (untrained weights) get the same relative tolerance: 1e-4 x 20.
     assert ExportReport('m.onnx', 17, True, False, None, {'a': 1.9e-3}, {'a': 20.0}, atol=1e-4).passed
     assert not ExportReport('m.onnx', 17, True, False, None, {'a': 2.1e-3}, {'a': 20.0}, atol=1e-4).passed
+
+
+@pytest.mark.parametrize('name', ['litehrnet_18', 'naive_litehrnet_18'])
+def test_official_idioms_baseline_exports_at_a_fixed_batch_only(name: str, tmp_path) -> None:
+    """graph='official' (the benchmark's baseline) writes the official code's idioms: sizes read from
+    tensors at run time (Shape -> Resize) and, for the shuffle blocks, view/transpose/view. It still
+    computes the model; with a symbolic batch it fails with a clear message, as the official code does."""
+    import lib.models.litehrnet as litehrnet
+    helpers_before = (litehrnet.multiply_nearest, litehrnet.pool_to, litehrnet.concat_shuffle)
+    model = realistic_model(name)
+    x = {'batch 1': np.random.default_rng(0).standard_normal((1, 3, 128, 96)).astype(np.float32)}
+    report = export_and_check(model, tmp_path / 'official.onnx', (96, 128), x, graph='official', threads=1)
+    assert report.passed, report.summary()
+    assert report.op_types['Shape'] > 0
+    if name.startswith('naive'):
+        assert report.op_types['Transpose'] > 0
+    assert (litehrnet.multiply_nearest, litehrnet.pool_to, litehrnet.concat_shuffle) == helpers_before
+    with pytest.raises(ValueError, match='fixed batch only'):
+        export_and_check(model, tmp_path / 'dynamic.onnx', (96, 128), x, graph='official', dynamic_batch=True)

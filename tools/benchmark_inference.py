@@ -8,8 +8,11 @@ latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
   eager            the model as trained, fp32, torch.inference_mode
   channels_last    the same with NHWC memory format
   bn_folded        model.fuse(): BatchNorm folded into the convolutions
-  onnxruntime_plain  the BN-folded model exported to ONNX as written (`convert2onnx.py --graph plain
-                   --fold-bn`), the way the official model is usually exported
+  onnxruntime_official  the model exported the way the official code writes it (`convert2onnx.py
+                   --graph official`: adaptive pooling and resizing to sizes read at run time,
+                   view/transpose/view channel shuffle): what exporting the official repository gives
+  onnxruntime_plain  the BN-folded model exported as written but with constant sizes (`convert2onnx.py
+                   --graph plain --fold-bn`)
   onnxruntime      the deploy form exported to ONNX (`convert2onnx.py`'s default, lib/models/deploy.py)
 Both ONNX modes: one fixed-batch file per batch size (or one dynamic-batch file with --dynamic-batch),
 graph optimisation level ALL, `--threads` intra-op threads, sequential execution
@@ -43,8 +46,9 @@ from lib.utils.model_summary import count_complexity
 from lib.utils.onnx_export import create_session, export_onnx, graph_for_export, run_session
 from lib.utils.timing import timed_block
 
-MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime_plain', 'onnxruntime')
-ONNX_GRAPHS = {'onnxruntime_plain': 'plain', 'onnxruntime': 'deploy'}  # mode -> graph_for_export
+MODES = ('eager', 'channels_last', 'bn_folded', 'onnxruntime_official', 'onnxruntime_plain', 'onnxruntime')
+# mode -> graph of lib.utils.onnx_export (graph_for_export, and export_onnx's idioms)
+ONNX_GRAPHS = {'onnxruntime_official': 'official', 'onnxruntime_plain': 'plain', 'onnxruntime': 'deploy'}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,6 +135,9 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
     xb = rng.standard_normal((args.batch, 3, height, width)).astype(np.float32)
     flops = 2 * count_complexity(model, (height, width)).true_macs  # every call, as executed
     modes = args.modes.split(',')
+    if args.dynamic_batch and 'onnxruntime_official' in modes:
+        print('  onnxruntime_official skipped: the official idioms export with a fixed batch only')
+        modes.remove('onnxruntime_official')
     onnx_paths: dict[str, dict[int, str]] = {}
     for mode, graph in ONNX_GRAPHS.items():
         if mode not in modes:
@@ -139,7 +146,8 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
         onnx_paths[mode] = {}
         for n in ([0] if args.dynamic_batch else [1, args.batch]):
             path = onnx_paths[mode][n] = os.path.join(workdir, f'{name}_{graph}_b{n}.onnx')
-            export_onnx(network, path, (width, height), dynamic_batch=n == 0, batch_size=max(n, 1))
+            export_onnx(network, path, (width, height), dynamic_batch=n == 0, batch_size=max(n, 1),
+                        idioms='official' if graph == 'official' else 'plain')
     run = runners(model, onnx_paths, args.threads, modes)
     latency = time_calls({mode: (lambda fn=fn: fn(x1)) for mode, fn in run.items()}, args.min_time)
     batch_time = time_calls({mode: (lambda fn=fn: fn(xb)) for mode, fn in run.items()}, args.min_time,

@@ -35,12 +35,16 @@ INPUT_NAME = 'input'
 OUTPUT_NAME = 'heatmaps'
 DEFAULT_OPSET = 17  # read by every current runtime (onnxruntime, TensorRT, OpenVINO, ncnn/MNN converters)
 DEFAULT_ATOL = 1e-4  # max |onnxruntime - PyTorch| accepted on heatmaps
-GRAPHS = ('deploy', 'plain')  # what export_and_check writes: the deploy form, or the model as written
+# What export_and_check writes: the deploy form; the model as written, each operation as one ONNX
+# operator with constant sizes; or the model as written in the official repository's idioms (the
+# baseline users get from exporting the official code: sizes read from tensors at run time).
+GRAPHS = ('deploy', 'plain', 'official')
 
 
 def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = False) -> nn.Module:
     """The network to export: `to_deploy(model)` for graph='deploy' (BatchNorm always folded), else the
-    model itself, or `model.fuse()` with fold_bn. Deploy needs a PoseLiteHRNet."""
+    model itself, or `model.fuse()` with fold_bn ('plain' and 'official' differ only in how
+    `export_onnx(..., idioms=graph)` writes it). Deploy needs a PoseLiteHRNet."""
     if graph not in GRAPHS:
         raise ValueError(f'graph must be one of {GRAPHS}, got {graph!r}')
     if graph == 'deploy':
@@ -56,11 +60,22 @@ def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = Fa
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
-                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, batch_size: int = 1) -> str:
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, batch_size: int = 1,
+                idioms: str = 'plain') -> str:
     """Write `model` (in eval mode) to `path`; input_size is (W, H). Returns the path.
 
     dynamic_batch=True makes the batch axis symbolic ('batch'); otherwise it is fixed to batch_size.
+    idioms: how lib.models' resize/pool/shuffle helpers are written into the graph: 'plain' (one
+    operator each, constant sizes) or 'official' (as the official Lite-HRNet code writes them).
+    The deploy form does not use those helpers, so either gives the same deploy graph.
     """
+    if idioms not in _IDIOMS:
+        raise ValueError(f'idioms must be one of {tuple(_IDIOMS)}, got {idioms!r}')
+    if idioms == 'official' and dynamic_batch:
+        # The TorchScript exporter rejects adaptive pooling to a size read from a tensor once the
+        # batch axis is symbolic: the export failure reported against the official code.
+        raise ValueError("the official idioms export with a fixed batch only (adaptive pooling to a size "
+                         "read at run time); use the 'deploy' or 'plain' graph for a dynamic batch")
     path = os.fspath(path)
     width, height = int(input_size[0]), int(input_size[1])
     model = model.eval()
@@ -68,7 +83,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[
     axes = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}} if dynamic_batch else None
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad(), _constant_pool_kernels(), _onnx_friendly_kernels():
+    with warnings.catch_warnings(), torch.no_grad(), _constant_pool_kernels(), _swapped_kernels(_IDIOMS[idioms]):
         # The TorchScript exporter announces its deprecation on every call; it is the one we chose.
         warnings.simplefilter('ignore', category=DeprecationWarning)
         warnings.simplefilter('ignore', category=FutureWarning)
@@ -199,30 +214,55 @@ def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.avg_pool2d(x, kernel, kernel)
 
 
-# lib.models functions written for PyTorch eager speed on CPU (expand/reshape/sum tricks) and their
-# single-operator ONNX equivalents: (module, class or None for a module-level function, attribute, replacement).
-_ONNX_EQUIVALENTS = (
-    ('lib.models.layers', 'NearestUpsample', 'forward', _upsample_forward),
-    ('lib.models.litehrnet', None, 'multiply_nearest', _multiply_nearest),
-    ('lib.models.litehrnet', None, 'pool_to', _pool_to),
-)
+def _official_multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The official CrossResolutionWeighting: interpolate to the size read from x at run time."""
+    return x * F.interpolate(weights, size=x.shape[-2:], mode='nearest')
+
+
+def _official_pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The official CrossResolutionWeighting: adaptive pooling to the smallest branch's size."""
+    return F.adaptive_avg_pool2d(x, size)
+
+
+def _official_concat_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The official ShuffleNet blocks: concatenate, then view/transpose/view."""
+    from lib.models.layers import channel_shuffle
+    return channel_shuffle(torch.cat((a, b), dim=1), 2)
+
+
+# lib.models writes nearest upsampling, nearest-resized weighting and block pooling as
+# expand/reshape/sum chains, which are faster in PyTorch eager on CPU but trace into long chains of
+# Shape/Gather/Unsqueeze/Expand/Reshape/ReduceSum nodes that onnxruntime runs slowly (Expand alone
+# was about a third of Lite-HRNet-18's time there). Per idiom: (module, class or None for a
+# module-level function, attribute, replacement) swapped in while exporting. 'plain': single ONNX
+# operators with constant sizes (Resize, Mul, AveragePool; same values, pooling up to float
+# rounding). 'official': the forms of the official repository, for a like-for-like baseline.
+_IDIOMS = {
+    'plain': (
+        ('lib.models.layers', 'NearestUpsample', 'forward', _upsample_forward),
+        ('lib.models.litehrnet', None, 'multiply_nearest', _multiply_nearest),
+        ('lib.models.litehrnet', None, 'pool_to', _pool_to),
+    ),
+    'official': (
+        ('lib.models.layers', 'NearestUpsample', 'forward', _upsample_forward),  # nn.Upsample(scale_factor)
+        ('lib.models.litehrnet', None, 'multiply_nearest', _official_multiply_nearest),
+        ('lib.models.litehrnet', None, 'pool_to', _official_pool_to),
+        ('lib.models.litehrnet', None, 'concat_shuffle', _official_concat_shuffle),
+    ),
+}
 
 
 @contextlib.contextmanager
-def _onnx_friendly_kernels():
-    """While exporting, swap lib.models' eager-speed kernels for single ONNX operators (same numbers).
+def _swapped_kernels(table):
+    """While exporting, swap lib.models' eager-speed kernels for the entries of an _IDIOMS table.
 
-    lib.models writes nearest upsampling, nearest-resized weighting and block pooling as
-    expand/reshape/sum chains, which are faster in PyTorch eager on CPU but trace into long chains of
-    Shape/Gather/Unsqueeze/Expand/Reshape/ReduceSum nodes that onnxruntime runs slowly (Expand alone
-    was about a third of Lite-HRNet-18's time there). Resize, Mul and AveragePool compute the same
-    values (pooling up to float rounding), and `export_and_check` compares the file with the
-    unpatched model. Adapter: it can go once lib.models branches on torch.onnx.is_in_onnx_export().
-    Entries whose target does not exist are skipped.
+    `export_and_check` compares the file with the unpatched model, so a swap that changed the
+    numbers would fail the check. Adapter: 'plain' can go once lib.models branches on
+    torch.onnx.is_in_onnx_export(). Entries whose target does not exist are skipped.
     """
     import importlib
     saved = []
-    for module_name, class_name, attr, replacement in _ONNX_EQUIVALENTS:
+    for module_name, class_name, attr, replacement in table:
         try:
             owner = importlib.import_module(module_name)
         except ImportError:
@@ -272,7 +312,8 @@ class ExportReport:
     def summary(self) -> str:
         ops = ', '.join(f'{name} {count}' for name, count in sorted(self.op_types.items()))
         form = ('deploy graph: BatchNorm folded, full-width blocks' if self.graph == 'deploy'
-                else f'model as written, BatchNorm {"folded" if self.fold_bn else "kept"}')
+                else f'model as written{" in the official idioms" if self.graph == "official" else ""}, '
+                     f'BatchNorm {"folded" if self.fold_bn else "kept"}')
         lines = [f'exported {self.path} (TorchScript exporter, opset {self.opset}, '
                  f'{"dynamic" if self.dynamic_batch else "fixed"} batch, {form}); onnx.checker passed',
                  f'operators ({sum(self.op_types.values())} nodes): {ops}']
@@ -302,7 +343,8 @@ def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequ
         if bad:
             raise ValueError(f'a fixed-batch export takes batches of 1, got {bad}; use dynamic_batch=True')
     exported = graph_for_export(model, graph, fold_bn)
-    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch)
+    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch,
+                       idioms='official' if graph == 'official' else 'plain')
     check_onnx_file(path)
     session = create_session(path, threads=threads)
     results = max_abs_diff(model, session, list(inputs.values()))
