@@ -167,26 +167,23 @@ class DwPw(nn.Module):
 
 
 class DeployStem(nn.Module):
-    """Stem without the split: both halves read the full conv1 output through zero weights."""
+    """Stem without the split: conv1 becomes two convolutions, one per half it feeds (x.chunk(2))."""
 
     def __init__(self, stem: Stem) -> None:
         super().__init__()
-        self.conv1 = stem.conv1.conv
-        n = self.conv1.out_channels
-        half = n // 2
-        first, second = list(range(half)) + [-1] * (n - half), [-1] * half + list(range(n - half))
-        self.branch1_dw = remap_depthwise(stem.branch1[0].conv, first, neutral='zero')
-        self.branch1_pw = remap_conv(stem.branch1[1].conv, in_index=first)
-        self.expand_conv = remap_conv(stem.expand_conv.conv, in_index=second)
-        self.depthwise_conv = stem.depthwise_conv.conv
-        self.linear_conv = stem.linear_conv.conv
+        n = stem.conv1.conv.out_channels
+        half = -(-n // 2)  # chunk(2): the first half takes the odd channel
+        self.conv1_first = remap_conv(stem.conv1.conv, out_index=range(half))
+        self.conv1_second = remap_conv(stem.conv1.conv, out_index=range(half, n))
+        self.branch1 = nn.Sequential(stem.branch1[0].conv, stem.branch1[1].conv, nn.ReLU())
+        self.branch2 = nn.Sequential(stem.expand_conv.conv, nn.ReLU(), stem.depthwise_conv.conv,
+                                     stem.linear_conv.conv, nn.ReLU())
         # Physical [branch1 | branch2] holds what the shuffle puts at logical 0, 2, 4, ... | 1, 3, 5, ...
-        self.layout = _shuffled(_identity(self.branch1_pw.out_channels + self.linear_conv.out_channels))
+        self.layout = _shuffled(_identity(stem.branch1[1].conv.out_channels + stem.linear_conv.conv.out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        b1 = F.relu(self.branch1_pw(self.branch1_dw(x)))
-        b2 = F.relu(self.linear_conv(self.depthwise_conv(F.relu(self.expand_conv(x)))))
+        b1 = self.branch1(F.relu(self.conv1_first(x)))
+        b2 = self.branch2(F.relu(self.conv1_second(x)))
         return torch.cat((b1, b2), dim=1)
 
 
@@ -198,10 +195,17 @@ class DeployCCW(nn.Module):
         proc = [_processed_index(layout) for layout in layouts]
         crw = block.cross_resolution_weighting
         offsets = [sum(crw.channels[:i]) for i in range(len(layouts))]
-        # The reduction reads the pooled processed halves of all branches (kept channels: zero columns).
-        columns = [offsets[i] + j if j >= 0 else -1 for i, index in enumerate(proc) for j in index]
+        # The reduction reads the pooled processed halves of all branches (kept channels: zero columns),
+        # as one convolution per branch summed (conv(cat(p_i)) = sum_i conv_i(p_i), bias once): no
+        # Concat, and onnxruntime accumulates each convolution into the previous one's output.
         mid = crw.conv1.conv.out_channels
-        self.crw_reduce = remap_conv(crw.conv1.conv, in_index=columns, out_index=_padded(mid))
+        self.crw_reduce = nn.ModuleList()
+        for i, index in enumerate(proc):
+            conv = remap_conv(crw.conv1.conv, in_index=[offsets[i] + j if j >= 0 else -1 for j in index],
+                              out_index=_padded(mid))
+            if i:
+                nn.init.zeros_(conv.bias)
+            self.crw_reduce.append(conv)
         self.crw_expand = nn.ModuleList([
             remap_conv(crw.conv2.conv, in_index=_padded(mid), out_index=[offsets[i] + j if j >= 0 else -1 for j in index],
                        fill_bias=SATURATE) for i, index in enumerate(proc)])
@@ -214,33 +218,45 @@ class DeployCCW(nn.Module):
                                              fill_bias=SATURATE))
         self.out_layouts = [_shuffled(layout) for layout in layouts]
 
-    def forward(self, xs: list[torch.Tensor], scales: list[torch.Tensor | None]
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Branches x_i * scales_i (per-channel (B, C, 1, 1) scales not yet applied, or None) -> the
-        blocks' outputs, again as (tensors, scales): the spatial weighting's scale is left for the
-        caller, which either applies it or hands it to the next block to merge with its own weights.
-        """
+    @staticmethod
+    def pool(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each branch average-pooled to the lowest branch's size (constant kernels: sizes divide)."""
         low_h, low_w = _spatial(xs[-1])
-        pooled, low_scales = [], []
-        for x, scale in zip(xs, scales):
+        out = []
+        for x in xs:
             h, w = _spatial(x)
             kernel = (h // low_h, w // low_w)
-            p = x if kernel == (1, 1) else F.avg_pool2d(x, kernel, kernel)
-            low_scale = None if scale is None else _upsample(scale, (low_h, low_w))
-            pooled.append(p if low_scale is None else p * low_scale)  # = pool(x * scale)
-            low_scales.append(low_scale)
-        mid = F.relu(self.crw_reduce(torch.cat(pooled, dim=1)))
+            out.append(x if kernel == (1, 1) else F.avg_pool2d(x, kernel, kernel))
+        return out
+
+    def forward(self, xs: list[torch.Tensor], pooled: list[torch.Tensor], scales: list[torch.Tensor | None],
+                pool_outputs: bool) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        """Branches x_i * scales_i, given with their `pool(xs)` and the per-channel (B, C, 1, 1) scales
+        not yet applied (or None) -> the blocks' outputs as (tensors, scales, pooled or None). The
+        spatial weighting's scale is left for the caller, which either applies it or hands it to the
+        next block to merge with its own weights; pool_outputs: also pool the outputs for that next
+        block, and take the spatial weighting's global means from the pooled maps (mean of block
+        means: one full-size read fewer per branch).
+        """
+        low_h, low_w = _spatial(xs[-1])
+        low_scales = [None if scale is None else _upsample(scale, (low_h, low_w)) for scale in scales]
+        pooled = [p if s is None else p * s for p, s in zip(pooled, low_scales)]  # = pool(x * scale)
+        mid = self.crw_reduce[0](pooled[0])
+        for conv, p in zip(self.crw_reduce[1:], pooled[1:]):
+            mid = conv(p) + mid
+        mid = F.relu(mid)
         out, out_scales = [], []
         for i, x in enumerate(xs):
             h, w = _spatial(x)
             weights = torch.sigmoid(self.crw_expand[i](mid))
             if low_scales[i] is not None:
                 weights = weights * low_scales[i]  # (x * scale) * weights, one full-size multiply
-            x = self.depthwise[i](x * _upsample(weights, (h // low_h, w // low_w)))
+            out.append(self.depthwise[i](x * _upsample(weights, (h // low_h, w // low_w))))
+        out_pooled = self.pool(out) if pool_outputs else None
+        for i, x in enumerate(out_pooled if pool_outputs else out):
             squeeze = F.adaptive_avg_pool2d(x, 1)  # GlobalAveragePool
-            out.append(x)
             out_scales.append(torch.sigmoid(self.se_expand[i](F.relu(self.se_reduce[i](squeeze)))))
-        return out, out_scales
+        return out, out_scales, out_pooled
 
 
 class DeployShuffleUnit(nn.Module):
@@ -344,9 +360,9 @@ class DeployModule(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.module_type == 'LITE':
-            scales = [None] * len(xs)
-            for block in self.blocks:
-                xs, scales = block(xs, scales)
+            scales, pooled = [None] * len(xs), DeployCCW.pool(xs)
+            for k, block in enumerate(self.blocks):
+                xs, scales, pooled = block(xs, pooled, scales, pool_outputs=k + 1 < len(self.blocks))
             if self.fusion is not None:  # the fusion only needs 2 x_0: double the (B, C, 1, 1) scale instead
                 scales[0] = scales[0] + scales[0]
             xs = [x * _upsample(scale, _spatial(x)) for x, scale in zip(xs, scales)]
