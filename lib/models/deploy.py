@@ -23,8 +23,10 @@ What changes (the arithmetic of every output channel stays the same):
   * The cross-resolution weights come from one convolution per branch instead of one split output.
   * The official fusion doubles F_i0(s_0) and x_0 (see `LiteHRModule.fuse_branches`): the factor 2 is
     folded into the last convolution of F_i0 (exact in binary floating point) and x_0 + x_0.
-  * Reduced channel counts of the small weighting convolutions are padded with zero channels to a
-    multiple of 8 (the NCHWc block), which changes no output.
+  * Channel counts that are not a multiple of 8 (the NCHWc block) are padded with zero channels,
+    which changes no output: the reduced weighting convolutions, and the branches of Naive
+    Lite-HRNet-18 (30 and 60 channels; a zero channel stays zero through every block and fusion).
+    Without this, onnxruntime converts those tensors to plain NCHW and back around every operator.
 
 `tests/test_deploy.py` compares the deploy form with the trained form for every variant.
 """
@@ -43,7 +45,7 @@ __all__ = ['to_deploy', 'DeployPoseLiteHRNet', 'SATURATE']
 SATURATE = 100.0  # bias that makes a sigmoid output exactly 1.0 in float32 (1 - 3.7e-44 rounds to 1)
 CHANNEL_BLOCK = 8  # onnxruntime's NCHWc block on AVX2 (16 on AVX-512 divides none of ours anyway)
 
-Layout = list  # Layout[p] = logical channel held by physical channel p of a branch tensor
+Layout = list  # Layout[p] = logical channel held by physical channel p of a branch tensor, or -1 (zero padding)
 Index = Sequence[int]  # per new channel: the old channel it copies, or -1 for a neutral channel
 
 
@@ -56,19 +58,25 @@ def _round_up(n: int, block: int = CHANNEL_BLOCK) -> int:
 
 
 def _padded(n: int) -> list[int]:
-    """Index of n channels followed by zero channels up to a multiple of CHANNEL_BLOCK."""
+    """Index (or layout) of n channels followed by zero channels up to a multiple of CHANNEL_BLOCK."""
     return list(range(n)) + [-1] * (_round_up(n) - n)
 
 
+def _half(layout: Layout) -> int:
+    return sum(c >= 0 for c in layout) // 2
+
+
 def _shuffled(layout: Layout) -> Layout:
-    """Layout after a block: logical j < C/2 (kept) becomes 2j, logical C/2 + j (processed) becomes 2j + 1."""
-    half = len(layout) // 2
-    return [2 * c if c < half else 2 * (c - half) + 1 for c in layout]
+    """Layout after a block: logical j < C/2 (kept) becomes 2j, logical C/2 + j (processed) becomes 2j + 1;
+    padding stays where it is."""
+    half = _half(layout)
+    return [c if c < 0 else 2 * c if c < half else 2 * (c - half) + 1 for c in layout]
 
 
 def _processed_index(layout: Layout) -> list[int]:
-    """Per physical channel: its index within the processed (second) half, or -1 for a kept channel."""
-    half = len(layout) // 2
+    """Per physical channel: its index within the processed (second) half, or -1 for a kept or padding
+    channel (both pass through blocks unchanged; padding is zero and stays zero)."""
+    half = _half(layout)
     return [c - half if c >= half else -1 for c in layout]
 
 
@@ -150,14 +158,15 @@ def _spatial(x: torch.Tensor) -> tuple[int, int]:
 
 
 class DwPw(nn.Module):
-    """Folded [dw3x3, pw1x1(, ReLU)] of a transition or fusion step, reading input layout `layout`
-    and writing `out_index` order (None: logical)."""
+    """Folded [dw3x3, pw1x1(, ReLU)] of a transition, fusion or head step, reading input layout
+    `layout` and writing `out_index` order (None: logical order, zero-padded to the channel block)."""
 
     def __init__(self, seq: nn.Sequential, layout: Layout, out_index: Index | None = None,
                  scale: float = 1.0) -> None:
         super().__init__()
         convs = [m for m in seq if isinstance(m, nn.Conv2d)]
         self.depthwise = remap_depthwise(convs[0], layout, neutral='zero')
+        out_index = _padded(convs[1].out_channels) if out_index is None else out_index
         self.pointwise = _scaled(remap_conv(convs[1], in_index=layout, out_index=out_index), scale)
         self.relu = any(isinstance(m, nn.ReLU) for m in seq)
 
@@ -267,9 +276,10 @@ class DeployShuffleUnit(nn.Module):
         super().__init__()
         index = _processed_index(layout)
         pw1, dw, pw2 = (m.conv for m in unit.branch2)
-        self.pw1 = remap_conv(pw1, in_index=index)
-        self.dw = dw
-        self.pw2 = remap_conv(pw2, out_index=index)
+        inner = _padded(pw1.out_channels)  # the processed half, padded to whole channel blocks
+        self.pw1 = remap_conv(pw1, in_index=index, out_index=inner)
+        self.dw = remap_depthwise(dw, inner, neutral='zero')
+        self.pw2 = remap_conv(pw2, in_index=inner, out_index=index)
         n = len(layout)
         self.keep = nn.Conv2d(n, n, 1, groups=n)
         with torch.no_grad():
@@ -299,7 +309,7 @@ class DeployFusion(nn.Module):
                 else:  # stride-2 dw-pw steps; the doubled branch-0 path has its factor 2 folded in
                     steps = list(path)
                     row.append(nn.Sequential(*[
-                        DwPw(step, layouts[j] if k == 0 else _identity(step[0].in_channels),
+                        DwPw(step, layouts[j] if k == 0 else _padded(step[0].in_channels),
                              out_index=layouts[i] if k == len(steps) - 1 else None,
                              scale=2.0 if (j == 0 and k == len(steps) - 1) else 1.0)
                         for k, step in enumerate(steps)]))
@@ -372,7 +382,8 @@ class DeployModule(nn.Module):
 
 
 class DeployLiteHRNet(nn.Module):
-    """LiteHRNet backbone in deploy form: (B, 3, H, W) -> (B, C0, H/4, W/4) in logical channel order."""
+    """LiteHRNet backbone in deploy form: (B, 3, H, W) -> (B, C0, H/4, W/4) in `out_layout` (logical
+    channel order, zero channels appended up to a multiple of CHANNEL_BLOCK)."""
 
     def __init__(self, backbone: LiteHRNet) -> None:
         super().__init__()
@@ -392,9 +403,9 @@ class DeployLiteHRNet(nn.Module):
                     continue
                 steps = list(layer) if isinstance(layer[0], nn.Sequential) else [layer]
                 transition.append(nn.Sequential(*[
-                    DwPw(step, layouts[src] if k == 0 else _identity(step[0].in_channels))
+                    DwPw(step, layouts[src] if k == 0 else _padded(step[0].in_channels))
                     for k, step in enumerate(steps)]))
-                new_layouts.append(_identity(channels[i]))
+                new_layouts.append(_padded(channels[i]))  # zero channels up to whole NCHWc blocks
             stage = nn.ModuleList()
             layouts = new_layouts
             for module in getattr(backbone, f'stage{s}'):
@@ -411,6 +422,7 @@ class DeployLiteHRNet(nn.Module):
             DwPw(nn.Sequential(p.depthwise_conv.conv, p.pointwise_conv.conv, nn.ReLU()), layouts[b],
                  out_index=layouts[order[k + 1]] if k + 1 < n else None)
             for k, (p, b) in enumerate(zip(head.projects, order))])
+        self.out_layout = _padded(head.projects[-1].pointwise_conv.conv.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ys = [self.stem(x)]
@@ -437,7 +449,7 @@ class DeployPoseLiteHRNet(nn.Module):
         super().__init__()
         fused = model if model.is_fused else model.fuse()
         self.backbone = DeployLiteHRNet(fused.backbone)
-        self.final_layer = fused.keypoint_head.final_layer
+        self.final_layer = remap_conv(fused.keypoint_head.final_layer, in_index=self.backbone.out_layout)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
