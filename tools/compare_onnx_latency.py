@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('files', nargs='+', help='ONNX files with one input (N, 3, H, W); the first is the baseline')
     parser.add_argument('--seconds', type=float, default=60.0, help='total measuring time')
-    parser.add_argument('--window', type=float, default=1.0, help='seconds per window')
+    parser.add_argument('--window', type=float, default=0.25, help='seconds per window (short: the load changes '
+                        'within seconds, and only windows next to each other see the same load)')
     parser.add_argument('--threads', type=int, default=2, help='onnxruntime intra-op threads')
     return parser.parse_args(argv)
 
@@ -55,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     table = np.array(rows)
     names = [os.path.basename(f) for f in args.files]
     width = max(len(n) for n in names)
-    print(f'{len(rows)} windows of {args.window:g} s, {args.threads} thread(s); median ms per window:')
+    shown = min(len(rows), 20)
+    print(f'{len(rows)} windows of {args.window:g} s, {args.threads} thread(s); median ms per window'
+          f'{f" (the first {shown})" if shown < len(rows) else ""}:')
     for name, column in zip(names, table.T):
-        print(f'  {name:{width}s} ' + ' '.join(f'{v:5.1f}' for v in column))
+        print(f'  {name:{width}s} ' + ' '.join(f'{v:5.1f}' for v in column[:shown]))
     print(f'\n{"file":{width}s}  median (ms)  best quartile (ms)  speed-up vs {names[0]} (median of window ratios)')
     for k, (name, column) in enumerate(zip(names, table.T)):
         ratio = float(np.median(table[:, 0] / column))
