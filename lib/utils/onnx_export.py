@@ -4,8 +4,9 @@
     print(report.summary()); assert report.passed        # max |onnxruntime - PyTorch| <= 1e-4
 
 By default a PoseLiteHRNet is exported in its deploy form (`lib.models.deploy.to_deploy`: BatchNorm
-folded, no split/shuffle copies, every operator kept in onnxruntime's blocked NCHWc layout), 1.4x
-faster in onnxruntime for Lite-HRNet-18 than the model exported as written (graph='plain'). Either way the file is
+folded, no split/shuffle copies, every operator kept in onnxruntime's blocked NCHWc layout), about 1.5x
+faster in onnxruntime for Lite-HRNet-18 than the model exported as written (graph='plain', or 'official':
+the official code's idioms). Whichever graph, the file is
 compared with the model as given. Step by step: `export_onnx` -> `check_onnx_file` (onnx.checker) -> `create_session` (graph
 optimisation level ALL) -> `max_abs_diff`.
 
