@@ -111,8 +111,11 @@ def _reorders(path: str) -> tuple[int, int]:
     return reorders, sum(n.domain == 'com.microsoft.nchwc' for n in nodes)
 
 
-@pytest.mark.parametrize('name', ['litehrnet_18', 'naive_litehrnet_18'])
-def test_deploy_graph_stays_in_the_blocked_layout(name: str, tmp_path) -> None:
+# (variant, NCHWc nodes in its deploy graph at least, reorders in its plain graph at least)
+@pytest.mark.parametrize('name, min_nchwc, min_plain_reorders', [('litehrnet_18', 300, 100),
+                                                                 ('naive_litehrnet_18', 300, 50)])
+def test_deploy_graph_stays_in_the_blocked_layout(name: str, min_nchwc: int, min_plain_reorders: int,
+                                                  tmp_path) -> None:
     """The speed of the deploy graph comes from onnxruntime never converting layouts mid-network
     (the plain export needs hundreds of reorders); a new Split/broadcast Mul would break that, and so
     would a branch whose channels are not whole NCHWc blocks (Naive-18's 30 and 60: zero-padded)."""
@@ -121,9 +124,9 @@ def test_deploy_graph_stays_in_the_blocked_layout(name: str, tmp_path) -> None:
     plain_reorders, plain_nchwc = _reorders(export_onnx(model.fuse(), tmp_path / 'plain.onnx', (96, 128)))
     if plain_nchwc == 0:
         pytest.skip('this CPU has no NCHWc kernels in onnxruntime (no AVX2): nothing to reorder')
-    assert deploy_nchwc > 250
+    assert deploy_nchwc > min_nchwc
     assert deploy_reorders <= 2, deploy_reorders  # the heatmap output only
-    assert plain_reorders > 50
+    assert plain_reorders > min_plain_reorders
     # A symbolic batch axis must not cost the layout (export_onnx names axis 0 'batch' throughout).
     dynamic = export_onnx(to_deploy(model), tmp_path / 'dynamic.onnx', (96, 128), dynamic_batch=True)
     assert _reorders(dynamic) == (deploy_reorders, deploy_nchwc)

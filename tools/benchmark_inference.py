@@ -147,7 +147,7 @@ def benchmark_variant(cfg, name: str, args: argparse.Namespace, gflops: float, w
         for n in ([0] if args.dynamic_batch else [1, args.batch]):
             path = onnx_paths[mode][n] = os.path.join(workdir, f'{name}_{graph}_b{n}.onnx')
             export_onnx(network, path, (width, height), dynamic_batch=n == 0, batch_size=max(n, 1),
-                        idioms='official' if graph == 'official' else 'plain')
+                        idioms=graph)
     run = runners(model, onnx_paths, args.threads, modes)
     latency = time_calls({mode: (lambda fn=fn: fn(x1)) for mode, fn in run.items()}, args.min_time)
     batch_time = time_calls({mode: (lambda fn=fn: fn(xb)) for mode, fn in run.items()}, args.min_time,

@@ -207,17 +207,18 @@ class DeployCCW(nn.Module):
         # The reduction reads the pooled processed halves of all branches (kept channels: zero columns),
         # as one convolution per branch summed (conv(cat(p_i)) = sum_i conv_i(p_i), bias once): no
         # Concat, and onnxruntime accumulates each convolution into the previous one's output.
+        # Per branch: the channel of the weighting's concatenated input/output each physical channel is.
+        columns = [[offsets[i] + j if j >= 0 else -1 for j in index] for i, index in enumerate(proc)]
         mid = crw.conv1.conv.out_channels
         self.crw_reduce = nn.ModuleList()
-        for i, index in enumerate(proc):
-            conv = remap_conv(crw.conv1.conv, in_index=[offsets[i] + j if j >= 0 else -1 for j in index],
-                              out_index=_padded(mid))
+        for i, column in enumerate(columns):
+            conv = remap_conv(crw.conv1.conv, in_index=column, out_index=_padded(mid))
             if i:
                 nn.init.zeros_(conv.bias)
             self.crw_reduce.append(conv)
         self.crw_expand = nn.ModuleList([
-            remap_conv(crw.conv2.conv, in_index=_padded(mid), out_index=[offsets[i] + j if j >= 0 else -1 for j in index],
-                       fill_bias=SATURATE) for i, index in enumerate(proc)])
+            remap_conv(crw.conv2.conv, in_index=_padded(mid), out_index=column, fill_bias=SATURATE)
+            for column in columns])
         self.depthwise = nn.ModuleList([remap_depthwise(dw.conv, index) for dw, index in zip(block.depthwise_convs, proc)])
         self.se_reduce, self.se_expand = nn.ModuleList(), nn.ModuleList()
         for sw, index in zip(block.spatial_weighting, proc):

@@ -66,9 +66,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[
     """Write `model` (in eval mode) to `path`; input_size is (W, H). Returns the path.
 
     dynamic_batch=True makes the batch axis symbolic ('batch'); otherwise it is fixed to batch_size.
-    idioms: how lib.models' resize/pool/shuffle helpers are written into the graph: 'plain' (one
-    operator each, constant sizes) or 'official' (as the official Lite-HRNet code writes them).
-    The deploy form does not use those helpers, so either gives the same deploy graph.
+    idioms: the graph (one of GRAPHS) `model` came from, which says how lib.models' resize/pool/
+    shuffle helpers are written into the file: 'plain' (one operator each, constant sizes) or
+    'official' (as the official Lite-HRNet code writes them); the deploy form uses none of them.
     """
     if idioms not in _IDIOMS:
         raise ValueError(f'idioms must be one of {tuple(_IDIOMS)}, got {idioms!r}')
@@ -251,6 +251,7 @@ _IDIOMS = {
         ('lib.models.litehrnet', None, 'concat_shuffle', _official_concat_shuffle),
     ),
 }
+_IDIOMS['deploy'] = _IDIOMS['plain']  # the deploy form calls none of the helpers; 'plain' guards any it might
 
 
 @contextlib.contextmanager
@@ -344,8 +345,7 @@ def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequ
         if bad:
             raise ValueError(f'a fixed-batch export takes batches of 1, got {bad}; use dynamic_batch=True')
     exported = graph_for_export(model, graph, fold_bn)
-    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch,
-                       idioms='official' if graph == 'official' else 'plain')
+    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch, idioms=graph)
     check_onnx_file(path)
     session = create_session(path, threads=threads)
     results = max_abs_diff(model, session, list(inputs.values()))
