@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.cfg, args.opts)
         boxes_for = BoxSource(args)  # reads --det-file / --ann-file before the model is built
         # TEST.MODEL_FILE (a warning when it is empty: random weights); BN folded: same output, faster.
-        estimator = PoseEstimator(cfg, fuse_bn=True)
+        estimator = PoseEstimator(cfg, fold_bn=True)
         os.makedirs(args.output, exist_ok=True)
         if args.video:
             run_video(estimator, args, boxes_for)

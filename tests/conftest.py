@@ -8,31 +8,28 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-SHARED_DIR = os.environ.get('LITEHRNET_SHARED', os.path.join(REPO_ROOT, '..', 'shared'))
-SHARED_DATA = os.path.join(SHARED_DIR, 'data')
-SHARED_REFERENCE = os.path.join(SHARED_DIR, 'reference')
-
-
-def require_path(path: str) -> str:
-    """Skip the calling test, with the reason, when a file from ../shared is absent (a user's clone)."""
-    if not os.path.exists(path):
-        pytest.skip(f'{path} not found: this test needs the ../shared fixtures beside the repository')
-    return path
+# Every fixture the suite reads lives in tests/data (copies of ../shared's tiny COCO/MPII samples and the
+# official-format reference checkpoint with its outputs), so a fresh clone tests everything CI tests.
+DATA_DIR = os.path.join(REPO_ROOT, 'tests', 'data')
+REFERENCE_DIR = os.path.join(DATA_DIR, 'reference')
+REFERENCE_CHECKPOINT = os.path.join(REFERENCE_DIR, 'litehrnet_18_coco_256x192.pth')
+COCO_TINY = os.path.join(DATA_DIR, 'coco_tiny')
+MPII_TINY = os.path.join(DATA_DIR, 'mpii_tiny')
 
 
 @pytest.fixture
 def coco_tiny() -> str:
-    return require_path(os.path.join(SHARED_DATA, 'coco_tiny'))
+    return COCO_TINY
 
 
 @pytest.fixture
 def mpii_tiny() -> str:
-    return require_path(os.path.join(SHARED_DATA, 'mpii_tiny'))
+    return MPII_TINY
 
 
 @pytest.fixture
 def reference_dir() -> str:
-    return require_path(SHARED_REFERENCE)
+    return REFERENCE_DIR
 
 
 # --- models with realistic numbers (ONNX export, deploy form) ---------------------------------------------

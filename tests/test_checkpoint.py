@@ -1,4 +1,4 @@
-"""Weights loading: official mmpose checkpoints (key lists from ../shared/reference/*_keys.json), our own
+"""Weights loading: official mmpose checkpoints (key lists from tests/data/reference/*_keys.json), our own
 checkpoints, strict errors that list every bad key, no code execution, atomic saves."""
 import glob
 import json
@@ -13,8 +13,10 @@ from lib.utils.checkpoint import CheckpointError, load_weights, save_atomic
 
 
 def _key_files():
-    from conftest import SHARED_REFERENCE
-    return sorted(glob.glob(os.path.join(SHARED_REFERENCE, '*_keys.json')))
+    from conftest import REFERENCE_DIR
+    files = sorted(glob.glob(os.path.join(REFERENCE_DIR, '*_keys.json')))
+    assert len(files) == 5, files  # one per released variant/dataset pair
+    return files
 
 
 def _model_for(keys_file: str):
@@ -33,9 +35,7 @@ def _random_state(shapes: dict, seed: int = 0) -> dict:
                 else torch.randn(shape, generator=g)) for k, shape in shapes.items()}
 
 
-@pytest.mark.parametrize('keys_file', _key_files() or [pytest.param(None, marks=pytest.mark.skip(
-    reason='../shared/reference/*_keys.json not found: needs the fixtures beside the repository'))],
-    ids=lambda p: os.path.basename(p) if p else 'missing')
+@pytest.mark.parametrize('keys_file', _key_files(), ids=os.path.basename)
 def test_official_checkpoint_loads_every_key(tmp_path, keys_file):
     model, shapes = _model_for(keys_file)
     state = _random_state(shapes)
@@ -51,8 +51,6 @@ def test_official_checkpoint_loads_every_key(tmp_path, keys_file):
 @pytest.fixture
 def official_like(tmp_path):
     keys = _key_files()
-    if not keys:
-        pytest.skip('../shared/reference/*_keys.json not found')
     model, shapes = _model_for(next(k for k in keys if 'litehrnet_18_coco' in k))
     return model, _random_state(shapes), tmp_path
 

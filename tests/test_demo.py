@@ -1,6 +1,6 @@
 """demo/demo.py end to end: boxes from a COCO detections file, drawn joints, keypoint JSON, video, errors.
 
-The network is the official-format reference checkpoint from ../shared (seeded random weights, not
+The network is the official-format reference checkpoint in tests/data/reference (seeded random weights, not
 trained), at a small input size: these tests check the plumbing (which boxes, where the drawing
 lands, what the JSON holds), not pose quality.
 """

@@ -121,7 +121,7 @@ def test_deploy_graph_stays_in_the_blocked_layout(name: str, min_nchwc: int, min
     would a branch whose channels are not whole NCHWc blocks (Naive-18's 30 and 60: zero-padded)."""
     model = realistic_model(name)
     deploy_reorders, deploy_nchwc = _reorders(export_onnx(to_deploy(model), tmp_path / 'deploy.onnx', (96, 128)))
-    plain_reorders, plain_nchwc = _reorders(export_onnx(model.fuse(), tmp_path / 'plain.onnx', (96, 128)))
+    plain_reorders, plain_nchwc = _reorders(export_onnx(model.fold_bn(), tmp_path / 'plain.onnx', (96, 128)))
     if plain_nchwc == 0:
         pytest.skip('this CPU has no NCHWc kernels in onnxruntime (no AVX2): nothing to reorder')
     assert deploy_nchwc > min_nchwc

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from conftest import REPO_ROOT, SHARED_DATA, require_path
+from conftest import COCO_TINY, MPII_TINY, REPO_ROOT
 
 TOOL = os.path.join(REPO_ROOT, 'tools', 'evaluate.py')
 COCO_KEYS = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl']
@@ -28,12 +28,12 @@ def tool():
 
 @pytest.fixture
 def coco_ann():
-    return require_path(os.path.join(SHARED_DATA, 'coco_tiny', 'annotations', 'person_keypoints_val2017.json'))
+    return os.path.join(COCO_TINY, 'annotations', 'person_keypoints_val2017.json')
 
 
 @pytest.fixture
 def gt_mat():
-    return require_path(os.path.join(SHARED_DATA, 'mpii_tiny', 'annot', 'gt_valid_synthetic_headboxes.mat'))
+    return os.path.join(MPII_TINY, 'annot', 'gt_valid_synthetic_headboxes.mat')
 
 
 def gt_results(ann_file, noise=0.0, seed=0):

@@ -1,6 +1,6 @@
 """Proof of exactness: our Lite-HRNet-18 reproduces the official implementation's outputs.
 
-`../shared/reference/litehrnet_18_coco_256x192.pth` is an official-format checkpoint with random
+`tests/data/reference/litehrnet_18_coco_256x192.pth` is an official-format checkpoint with random
 non-trivial weights and BN statistics; its `reference` entry holds a fixed input batch and the outputs
 the unmodified official code computed from it (eval fp32 and fp64, train-mode BN, flip test).
 """
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.usefixtures('single_thread_module')  # small tensors: o
 
 @pytest.fixture(scope='module')
 def reference(request):
-    from conftest import SHARED_REFERENCE, require_path
-    path = require_path(os.path.join(SHARED_REFERENCE, 'litehrnet_18_coco_256x192.pth'))
+    from conftest import REFERENCE_CHECKPOINT as path
     return path, torch.load(path, map_location='cpu', weights_only=True)['reference']
 
 
@@ -42,7 +41,7 @@ def test_eval_fp32_and_intermediates(reference):
         assert (feats - ref['backbone_out']).abs().max() <= 1e-4
         assert (model.keypoint_head(feats) - ref['heatmaps']).abs().max() <= 1e-4
         # The BN-folded inference copy gives the same heatmaps.
-        assert (model.fuse()(ref['input']) - ref['heatmaps']).abs().max() <= 1e-4
+        assert (model.fold_bn()(ref['input']) - ref['heatmaps']).abs().max() <= 1e-4
 
 
 def test_eval_fp64(reference):
@@ -67,7 +66,7 @@ def test_flip_test_shift(reference):
     path, ref = reference
     flip_back = pytest.importorskip('lib.codecs').flip_back
     flip_pairs = [(a, a + 1) for a in range(1, 17, 2)]
-    model = _model(path).fuse()
+    model = _model(path).fold_bn()
     with torch.no_grad():
         out = model(ref['input'])
         flipped = flip_back(model(ref['input'].flip(3)), flip_pairs, shift=True)

@@ -196,7 +196,7 @@ def test_flip_test_matches_official_reference(reference_dir) -> None:
     torch.testing.assert_close(out, reference['heatmaps_flip_test_shift'], rtol=0, atol=1e-4)
 
 
-def test_fuse_bn_needs_a_fuse_method() -> None:
+def test_fold_bn_needs_a_fold_bn_method() -> None:
     net = OracleNet(np.zeros((1, 2)), np.zeros((1, 17, 2)), np.ones(17), [], True)
-    with pytest.raises(ValueError, match='fuse'):
-        PoseEstimator(make_cfg(False), net, fuse_bn=True)
+    with pytest.raises(ValueError, match='fold_bn'):
+        PoseEstimator(make_cfg(False), net, fold_bn=True)

@@ -72,18 +72,18 @@ def test_checkpointing_identical(name):
         assert torch.equal(a, b), n
 
 
-def test_fuse_matches_eval_and_leaves_model_alone():
+def test_fold_bn_matches_eval_and_leaves_model_alone():
     torch.manual_seed(0)
     model = _randomise_bn(build_model(_cfg('litehrnet_18', 'MODEL.INIT', 'kaiming'))).eval()
     x = torch.randn(2, 3, *SIZE)
-    fused = model.fuse()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    folded = model.fold_bn()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
-        ref, out = model(x), fused(x)
+        ref, out = model(x), folded(x)
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
     with pytest.raises(RuntimeError, match='inference only'):
-        fused.train()
+        folded.train()
 
 
 def test_norm_eval_freezes_statistics():

@@ -7,7 +7,7 @@ For every variant (the config's own, `all` four, or a comma-separated list) at t
 latency at batch 1 (median ms) and throughput at batch 32 (images/s) of
   eager            the model as trained, fp32, torch.inference_mode
   channels_last    the same with NHWC memory format
-  bn_folded        model.fuse(): BatchNorm folded into the convolutions
+  bn_folded        model.fold_bn(): BatchNorm folded into the convolutions
   onnxruntime_official  the model exported the way the official code writes it (`convert2onnx.py
                    --graph official`: adaptive pooling and resizing to sizes read at run time,
                    view/transpose/view channel shuffle): what exporting the official repository gives
@@ -116,7 +116,7 @@ def runners(model: torch.nn.Module, onnx_paths: dict[str, dict[int, str]], threa
         out['channels_last'] = eager(copy.deepcopy(model).to(memory_format=torch.channels_last),
                                      channels_last=True)
     if 'bn_folded' in modes:
-        out['bn_folded'] = eager(model.fuse())
+        out['bn_folded'] = eager(model.fold_bn())
     for mode in ONNX_GRAPHS:
         if mode in modes:
             out[mode] = onnx_runner(onnx_paths[mode])

@@ -7,7 +7,7 @@
 Each measurement is the median of `--repeats` timed runs after warm-up. Three implementations run on
 the same weights, interleaved run by run so that a busy machine slows them alike:
   ours        build_model(cfg) as trained (eval or train mode)
-  ours-fused  model.fuse(): BatchNorm folded into the convs (eval only)
+  ours-fused  model.fold_bn(): BatchNorm folded into the convs (eval only)
   official    the same modules driven in the official forward order (see `official_forward`): branch-0
               fuse paths run twice, cat + channel_shuffle, adaptive pooling, F.interpolate resizing.
 The script first checks that all three give the same heatmaps. Weights: Kaiming init with BN statistics
@@ -160,7 +160,7 @@ def main() -> None:
         for _ in range(3):
             model(torch.randn(4, 3, height, width))
     model.eval()
-    fused = model.fuse()
+    fused = model.fold_bn()
     variants = {'ours': model, 'ours-fused': fused}
     if not args.skip_official:
         variants['official'] = lambda x: official_forward(model, x)

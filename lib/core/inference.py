@@ -79,11 +79,11 @@ class PoseEstimator:
         weights: None (cfg.TEST.MODEL_FILE, or random weights with a warning when that is empty),
             a checkpoint path (ours or official mmpose), or an `nn.Module` used as it is.
         device: where the network runs.
-        fuse_bn: run `model.fuse()` (BatchNorm folded into the convolutions, same outputs, faster).
+        fold_bn: run `model.fold_bn()` (BatchNorm folded into the convolutions, same outputs, faster).
     """
 
     def __init__(self, cfg, weights: 'None | str | os.PathLike | nn.Module' = None,
-                 device: str | torch.device = 'cpu', fuse_bn: bool = False) -> None:
+                 device: str | torch.device = 'cpu', fold_bn: bool = False) -> None:
         self.cfg = cfg
         self.metainfo = get_metainfo(cfg.DATASET.METAINFO)
         check_num_joints(self.metainfo, cfg.MODEL.NUM_JOINTS)
@@ -98,9 +98,9 @@ class PoseEstimator:
         model, self.weights_source = build_pose_model(cfg, weights)
         self.random_weights = self.weights_source.startswith('random')
         model = model.to(self.device).eval()
-        if fuse_bn and not callable(getattr(model, 'fuse', None)):
-            raise ValueError(f'fuse_bn=True needs a model with a fuse() method; {type(model).__name__} has none')
-        self.model = model.fuse() if fuse_bn else model
+        if fold_bn and not callable(getattr(model, 'fold_bn', None)):
+            raise ValueError(f'fold_bn=True needs a model with a fold_bn() method; {type(model).__name__} has none')
+        self.model = model.fold_bn() if fold_bn else model
 
     @property
     def num_joints(self) -> int:

@@ -1,7 +1,7 @@
 """Model zoo: `build_model(cfg)` builds the Lite-HRNet variant named by cfg.MODEL.NAME.
 
     model = build_model(cfg)           # (B, 3, H, W) normalised images -> (B, K, H/4, W/4) heatmaps
-    fast = model.fuse()                 # eval-only copy with BatchNorm folded into the convs
+    fast = model.fold_bn()                 # eval-only copy with BatchNorm folded into the convs
     deploy = to_deploy(model)           # inference form for ONNX export (lib/models/deploy.py)
 
 Variants are rows of `VARIANTS` (lib/models/litehrnet.py). Parameter names are the official mmpose

@@ -10,7 +10,7 @@ blocked channel layout (NCHWc), and each of those operators forces a conversion 
 NCHW and forward again (about 330 reorders in Lite-HRNet-18), on top of the copies themselves.
 
 What changes (the arithmetic of every output channel stays the same):
-  * BatchNorm is folded into the convolutions (`PoseLiteHRNet.fuse`).
+  * BatchNorm is folded into the convolutions (`PoseLiteHRNet.fold_bn`).
   * Full-width blocks, no split: each block computes on all C channels of a branch. The kept half
     passes through unchanged because its weights are neutral there: channel weights 1
     (sigmoid(SATURATE) == 1.0 exactly in float32) and an identity 3x3 depthwise kernel (LITE), or
@@ -448,7 +448,7 @@ class DeployPoseLiteHRNet(nn.Module):
 
     def __init__(self, model: PoseLiteHRNet) -> None:
         super().__init__()
-        fused = model if model.is_fused else model.fuse()
+        fused = model if model.bn_folded else model.fold_bn()
         self.backbone = DeployLiteHRNet(fused.backbone)
         self.final_layer = remap_conv(fused.keypoint_head.final_layer, in_index=self.backbone.out_layout)
         self.eval()

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from .layers import (ConvBNAct, NearestUpsample, SharedReLU, TwiceUpdatedBatchNorm2d, concat_shuffle,
                      depthwise, dw_pw_sequential, multiply_nearest, pool_to)
 
-__all__ = ['LiteHRNetSpec', 'VARIANTS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fuse_conv_bn']
+__all__ = ['LiteHRNetSpec', 'VARIANTS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fold_conv_bn']
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ class PoseLiteHRNet(nn.Module):
         self.backbone = LiteHRNet(spec, with_cp=with_cp)
         self.keypoint_head = TopDownSimpleHead(spec.head_channels, num_joints)
         self.norm_eval = norm_eval
-        self.is_fused = False  # set on the copies made by fuse(), which have no BatchNorm left
+        self.bn_folded = False  # set on the copies made by fold_bn(), which have no BatchNorm left
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -351,8 +351,8 @@ class PoseLiteHRNet(nn.Module):
 
     def train(self, mode: bool = True) -> 'PoseLiteHRNet':
         """As nn.Module.train, but with NORM_EVAL every BatchNorm keeps using its running statistics."""
-        if mode and self.is_fused:
-            raise RuntimeError('this model came from fuse(): its BatchNorm is folded away, it is for inference only')
+        if mode and self.bn_folded:
+            raise RuntimeError('this model came from fold_bn(): its BatchNorm is folded away, it is for inference only')
         super().train(mode)
         if mode and self.norm_eval:
             for m in self.modules():
@@ -361,11 +361,11 @@ class PoseLiteHRNet(nn.Module):
         return self
 
     @torch.no_grad()
-    def fuse(self) -> 'PoseLiteHRNet':
+    def fold_bn(self) -> 'PoseLiteHRNet':
         """An eval-only copy with every BatchNorm folded into the conv before it (same outputs)."""
         model = copy.deepcopy(self).eval()
-        fuse_conv_bn(model)
-        model.is_fused = True
+        fold_conv_bn(model)
+        model.bn_folded = True
         return model
 
 
@@ -408,7 +408,7 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def fuse_conv_bn(module: nn.Module) -> None:
+def fold_conv_bn(module: nn.Module) -> None:
     """In place: wherever a Conv2d is directly followed by a BatchNorm2d among a module's children
     (ConvBNAct's conv/bn, or the numbered Sequentials), fold the BN into the conv and drop it."""
     for parent in list(module.modules()):

@@ -44,7 +44,7 @@ GRAPHS = ('deploy', 'plain', 'official')
 
 def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = False) -> nn.Module:
     """The network to export: `to_deploy(model)` for graph='deploy' (BatchNorm always folded), else the
-    model itself, or `model.fuse()` with fold_bn ('plain' and 'official' differ only in how
+    model itself, or `model.fold_bn()` with fold_bn ('plain' and 'official' differ only in how
     `export_onnx(..., idioms=graph)` writes it). Deploy needs a PoseLiteHRNet."""
     if graph not in GRAPHS:
         raise ValueError(f'graph must be one of {GRAPHS}, got {graph!r}')
@@ -55,9 +55,9 @@ def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = Fa
             raise ValueError(f"the deploy graph is built from a PoseLiteHRNet, got {type(model).__name__}; "
                              "use graph='plain'")
         return to_deploy(model)
-    if fold_bn and not callable(getattr(model, 'fuse', None)):
-        raise ValueError(f'--fold-bn needs a model with a fuse() method; {type(model).__name__} has none')
-    return model.fuse() if fold_bn else model
+    if fold_bn and not callable(getattr(model, 'fold_bn', None)):
+        raise ValueError(f'--fold-bn needs a model with a fold_bn() method; {type(model).__name__} has none')
+    return model.fold_bn() if fold_bn else model
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
