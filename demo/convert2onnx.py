@@ -5,12 +5,13 @@
 
 Steps: build the model of the config and load TEST.MODEL_FILE (ours or an official mmpose
 checkpoint); turn it into its deploy form (`--graph deploy`, the default: BatchNorm folded, blocks
-computed full width without split/shuffle copies, see lib/models/deploy.py; faster in onnxruntime)
-or keep it as written (`--graph plain`, constant sizes, optionally `--fold-bn`; or `--graph official`,
-the official code's idioms, sizes read at run time: the export users know, as a baseline); export with the TorchScript
+computed full width without split/shuffle copies, channels padded to onnxruntime's block on this CPU
+or to --channel-block, see lib/export/deploy.py; faster in onnxruntime) or keep it as written
+(`--graph plain`: the 'export' kernels, constant sizes, optionally `--fold-bn`; or `--graph official`:
+the 'official' kernels, sizes read at run time: the export users know, as a baseline); export with the TorchScript
 exporter (input 'input' N x 3 x H x W float32, normalised crops; output 'heatmaps'
 N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
-batches and on a real person crop (a ../shared/data/coco_tiny image, or --image, or a synthetic
+batches and on a real person crop (a tests/data/coco_tiny image, or --image, or a synthetic
 image when neither exists) and print the max |onnxruntime - PyTorch|. Exit status 1 when that
 exceeds --atol (default 1e-4), 2 on bad arguments or files.
 """
@@ -29,9 +30,9 @@ from lib.config import ConfigError, load_config
 from lib.core.inference import PoseEstimator
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
-from lib.utils.onnx_export import DEFAULT_ATOL, DEFAULT_OPSET, GRAPHS, export_and_check
+from lib.export import DEFAULT_ATOL, DEFAULT_OPSET, GRAPHS, export_and_check
 
-SHARED_IMAGES = os.path.join(_init_paths.REPO_ROOT, '..', 'shared', 'data', 'coco_tiny', 'images', 'val2017')
+SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,12 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset (default {DEFAULT_OPSET})')
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic batch axis (default: batch 1)')
     parser.add_argument('--graph', choices=GRAPHS, default='deploy', help='deploy (default): the inference form '
-                        'of lib/models/deploy.py, BatchNorm folded; plain: the model as written, constant '
+                        'of lib/export/deploy.py, BatchNorm folded; plain: the model as written, constant '
                         'sizes; official: as the official code writes it (the usual export, a baseline)')
+    parser.add_argument('--channel-block', type=int, default=None, help='--graph deploy: pad channels to '
+                        'multiples of this (default: onnxruntime\'s NCHWc block on this CPU, 16 with AVX-512, 8 '
+                        'with AVX2; 16 runs without layout reorders on both)')
     parser.add_argument('--fold-bn', action='store_true', help='--graph plain/official: fold BatchNorm into the convolutions '
                         '(the deploy graph always does)')
     parser.add_argument('--image', default='', help='real image for the parity check (default: a coco_tiny '
-                        'image from ../shared when present, else a synthetic image)')
+                        'image from tests/data when present, else a synthetic image)')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL, help='largest accepted difference')
     parser.add_argument('--threads', type=int, default=2, help='onnxruntime intra-op threads')
     return parse_args_with_overrides(parser, argv)
@@ -66,7 +70,7 @@ def load_test_image(path: str) -> tuple[str, np.ndarray]:
         if image is None:
             raise FileNotFoundError(f'--image {path}: file missing or not a readable image')
         return f'real image {path}', image
-    shared = sorted(glob.glob(os.path.join(SHARED_IMAGES, '*.jpg')))
+    shared = sorted(glob.glob(os.path.join(SAMPLE_IMAGES, '*.jpg')))
     image = cv2.imread(shared[0], cv2.IMREAD_COLOR) if shared else None
     if image is not None:
         return f'real image {os.path.normpath(shared[0])}', image
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = export_and_check(estimator.model, output, estimator.image_size, inputs, opset=args.opset,
                                   dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
-                                  threads=args.threads, graph=args.graph)
+                                  threads=args.threads, graph=args.graph, channel_block=args.channel_block)
     except ValueError as err:  # an option this model or graph cannot honour
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -1,10 +1,13 @@
-"""MSRA heatmap codec: exact targets, weights, round trips with/without DARK, flip_back, image mapping."""
+"""MSRA heatmap codec: exact targets, weights, round trips with/without DARK, flip_back; heatmap pixels only."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from lib.codecs import (MSRAHeatmap, build_codec, flip_back, gaussian_patch, get_heatmap_maximum,
-                        heatmap_to_image_coords)
+from conftest import REPO_ROOT
+from lib.codecs import MSRAHeatmap, build_codec, flip_back, gaussian_patch, get_heatmap_maximum
 from lib.config import load_config
 from lib.dataset.metainfo import COCO
 
@@ -131,11 +134,14 @@ def test_flip_test_decoding_on_symmetric_input():
     assert np.abs(avg[0] - np.floor(kp / 4 + 0.5)).max() <= 1
 
 
-def test_heatmap_to_image_coords_known_answer():
-    center, scale = np.array([[100.0, 200.0]]), np.array([[0.96, 1.28]])  # 192 x 256 px box
-    coords = np.array([[[0, 0], [24, 32], [48, 64]]], np.float64)
-    out = heatmap_to_image_coords(coords, center, scale, HEATMAP)
-    np.testing.assert_allclose(out[0], [[4, 72], [100, 200], [196, 328]])
+def test_codec_knows_no_image_geometry():
+    """The codec decodes in heatmap pixels; boxes and the 200-px unit belong to lib.dataset.transforms.
+    lib.dataset imports lib.codecs, so lib.codecs must not import lib.dataset (or anything of lib but itself)."""
+    assert not hasattr(MSRAHeatmap, 'decode_to_image')
+    code = ('import sys; import lib.codecs; '
+            'print(sorted(m for m in sys.modules if m.startswith("lib.") and not m.startswith("lib.codecs")))')
+    done = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == '[]'
 
 
 def test_build_codec_reads_config():

@@ -12,11 +12,11 @@ from torch import nn
 
 from lib.config import load_config
 from lib.models import build_model
-from lib.utils.model_summary import count_complexity, module_rule_cost
+from lib.models.complexity import count_complexity, module_rule_cost
 
 from conftest import REFERENCE_DIR, REPO_ROOT
 
-# (YAML, exact parameter count of the official model: architecture.md §6.2)
+# (YAML, exact parameter count of the official model: docs/architecture.md §6.2)
 CONFIGS = [
     ('coco/lite_hrnet/lite_hrnet_18_256x192', 'litehrnet_18_coco_256x192', 1130769),
     ('coco/lite_hrnet/lite_hrnet_18_384x288', 'litehrnet_18_coco_384x288', 1130769),

@@ -95,7 +95,7 @@ def test_coco_test_sample_contents(coco_tiny):
 
 def test_coco_ground_truth_through_the_pipeline_scores_ap_one(coco_tiny):
     """Real annotations -> crop -> heatmap target -> decode -> image pixels -> pycocotools: AP 1.0 at 256x192."""
-    from lib.codecs import heatmap_to_image_coords
+    from lib.dataset.transforms import heatmap_to_image_coords
     from lib.evaluation.coco_keypoints import coco_keypoint_eval
     ds = build_dataset(coco_cfg(coco_tiny), is_train=False, use_gt_bbox=True)
     results = []

@@ -1,4 +1,4 @@
-"""The deploy form (lib/models/deploy.py) computes what the trained model computes, for every variant
+"""The deploy form (lib/export/deploy.py) computes what the trained model computes, for every variant
 and for the official checkpoint, and its ONNX graph stays in onnxruntime's blocked layout.
 
 The layout bookkeeping is checked on its own: after a block, the slot a channel lands in must be
@@ -16,11 +16,11 @@ from torch import nn
 
 from conftest import realistic_model
 from lib.config import load_config
-from lib.models import VARIANTS, build_model, to_deploy
-from lib.models.deploy import SATURATE, _processed_index, _shuffled, remap_conv, remap_depthwise
+from lib.export import export_onnx, graph_for_export, nchwc_block, optimized_graph, to_deploy
+from lib.export.deploy import SATURATE, _processed_index, _shuffled, remap_conv, remap_depthwise
+from lib.models import VARIANTS, PoseLiteHRNet, build_model
 from lib.models.layers import concat_shuffle
 from lib.utils.checkpoint import load_weights
-from lib.utils.onnx_export import export_onnx
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 def test_layout_after_block_is_where_channel_shuffle_puts_each_channel() -> None:
@@ -74,14 +74,19 @@ def test_saturated_sigmoid_is_exactly_one_in_pytorch_and_onnxruntime() -> None:
 @pytest.mark.parametrize('name', list(VARIANTS))
 def test_deploy_form_equals_the_trained_model(name: str) -> None:
     model = realistic_model(name)
-    deploy = to_deploy(model)
     x = torch.randn(2, 3, 128, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected, got = model(x), deploy(x)
-    scale = float(expected.abs().max())
-    assert scale > 0.05  # not a vacuous comparison
-    assert got.shape == expected.shape
-    assert float((got - expected).abs().max()) <= 1e-5 * max(1.0, scale)
+        expected = model(x)
+        for block in (8, 16):  # the AVX2 and the AVX-512 channel block, whatever this CPU is
+            deploy = to_deploy(model, channel_block=block)
+            got = deploy(x)
+            scale = float(expected.abs().max())
+            assert scale > 0.05  # not a vacuous comparison
+            assert got.shape == expected.shape
+            assert float((got - expected).abs().max()) <= 1e-5 * max(1.0, scale), block
+    # The deploy form is the model with its parts converted: the same class and forward walk.
+    assert isinstance(deploy, PoseLiteHRNet) and deploy.channel_block == 16
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deploy.modules())
     with pytest.raises(RuntimeError, match='inference only'):
         deploy.train()
     with pytest.raises(ValueError, match='multiples of 32'):
@@ -99,34 +104,43 @@ def test_deploy_form_of_the_official_checkpoint(reference_dir) -> None:
 
 def _reorders(path: str) -> tuple[int, int]:
     """(layout reorders, NCHWc nodes) in onnxruntime's optimised graph of the file."""
-    import onnx
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = path + '.optimised'
-    options.log_severity_level = 3
-    ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    nodes = onnx.load(path + '.optimised').graph.node
+    nodes = optimized_graph(path).node
     reorders = sum(n.op_type in ('ReorderInput', 'ReorderOutput') for n in nodes)
     return reorders, sum(n.domain == 'com.microsoft.nchwc' for n in nodes)
 
 
-# (variant, NCHWc nodes in its deploy graph at least, reorders in its plain graph at least)
-@pytest.mark.parametrize('name, min_nchwc, min_plain_reorders', [('litehrnet_18', 300, 100),
-                                                                 ('naive_litehrnet_18', 300, 50)])
+def test_nchwc_block_is_what_onnxruntime_runs_on_this_cpu() -> None:
+    """The detected block is 8 (AVX2) or 16 (AVX-512), or 0 without blocked kernels (then nothing to keep)."""
+    assert nchwc_block() in (0, 8, 16)
+
+
+# (variant, NCHWc nodes in its deploy graph at least, reorders in its plain graph at least, reorders with
+# 8-channel blocks on a 16-block CPU at least: Lite-HRNet-18's 40-channel branches; Naive-18's are 32 and 64)
+@pytest.mark.parametrize('name, min_nchwc, min_plain_reorders, min_block8_reorders',
+                         [('litehrnet_18', 300, 100, 20), ('naive_litehrnet_18', 300, 50, 0)])
 def test_deploy_graph_stays_in_the_blocked_layout(name: str, min_nchwc: int, min_plain_reorders: int,
-                                                  tmp_path) -> None:
+                                                  min_block8_reorders: int, tmp_path) -> None:
     """The speed of the deploy graph comes from onnxruntime never converting layouts mid-network
     (the plain export needs hundreds of reorders); a new Split/broadcast Mul would break that, and so
-    would a branch whose channels are not whole NCHWc blocks (Naive-18's 30 and 60: zero-padded)."""
-    model = realistic_model(name)
-    deploy_reorders, deploy_nchwc = _reorders(export_onnx(to_deploy(model), tmp_path / 'deploy.onnx', (96, 128)))
-    plain_reorders, plain_nchwc = _reorders(export_onnx(model.fold_bn(), tmp_path / 'plain.onnx', (96, 128)))
-    if plain_nchwc == 0:
+    would a branch whose channels are not whole NCHWc blocks. Checked on every CPU kind: the detected
+    block, and 16 (whole blocks on AVX2 and AVX-512 alike), must keep the graph blocked; 8 must too
+    where onnxruntime's block is 8, and costs reorders where it is 16 (why the block is detected)."""
+    block = nchwc_block()
+    if block == 0:
         pytest.skip('this CPU has no NCHWc kernels in onnxruntime (no AVX2): nothing to reorder')
-    assert deploy_nchwc > min_nchwc
-    assert deploy_reorders <= 2, deploy_reorders  # the heatmap output only
+    model = realistic_model(name)
+    for channel_block in sorted({block, 8, 16}):
+        path = export_onnx(to_deploy(model, channel_block), tmp_path / f'deploy{channel_block}.onnx', (96, 128))
+        reorders, nchwc = _reorders(path)
+        assert nchwc > min_nchwc, (channel_block, nchwc)
+        if channel_block % block == 0:
+            assert reorders <= 2, (channel_block, reorders)  # the heatmap output only
+        else:  # 8-channel blocks on a 16-block CPU: a 40-channel tensor leaves the layout
+            assert reorders >= min_block8_reorders, (channel_block, reorders)
+    plain_reorders, _ = _reorders(export_onnx(graph_for_export(model, 'plain', fold_bn=True), tmp_path / 'plain.onnx',
+                                              (96, 128)))
     assert plain_reorders > min_plain_reorders
     # A symbolic batch axis must not cost the layout (export_onnx names axis 0 'batch' throughout).
+    fixed = _reorders(tmp_path / f'deploy{block}.onnx')
     dynamic = export_onnx(to_deploy(model), tmp_path / 'dynamic.onnx', (96, 128), dynamic_batch=True)
-    assert _reorders(dynamic) == (deploy_reorders, deploy_nchwc)
+    assert _reorders(dynamic) == fixed

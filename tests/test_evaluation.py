@@ -285,6 +285,26 @@ def test_accuracy_skips_unlabelled_and_border_targets_and_takes_tensors():
         accuracy(output, target[:, :2])
 
 
+def test_accuracy_uses_the_codec_argmax_with_hrnet_origin_rule():
+    """One argmax in the repo: accuracy's peaks are the codec's get_heatmap_maximum, except that a map with
+    no positive value sits at (0, 0) (HRNet's get_max_preds) where the codec says -1 (no detection)."""
+    from lib.codecs import get_heatmap_maximum
+    from lib.evaluation import pck
+
+    rng = np.random.default_rng(0)
+    output = rng.normal(size=(3, 5, 16, 12))
+    output[0, 1] = 0.0  # all zero: no positive maximum
+    output[1, 2] = -np.abs(output[1, 2]) - 0.1  # all negative
+    output[2, 3, 4, 5] = output[2, 3, 7, 2] = 50.0  # a tie: both take the first in row-major order, (5, 4)
+    codec_xy, _ = get_heatmap_maximum(output)
+    assert codec_xy[0, 1].tolist() == [-1, -1] and codec_xy[1, 2].tolist() == [-1, -1]
+    *_, pred = accuracy(output, output)
+    assert pred.dtype == np.float64
+    np.testing.assert_array_equal(pred, np.where(codec_xy < 0, 0.0, codec_xy))
+    assert pred[0, 1].tolist() == [0, 0] and pred[1, 2].tolist() == [0, 0] and pred[2, 3].tolist() == [5, 4]
+    assert pck.get_heatmap_maximum is get_heatmap_maximum  # not a copy of it
+
+
 def test_metrics_table():
     from collections import OrderedDict
     table = format_metrics_table(OrderedDict([('AP', 0.71234), ('AR', float('nan'))]), 'litehrnet_18')

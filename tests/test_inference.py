@@ -1,4 +1,6 @@
-"""PoseEstimator: boxes -> crops -> network -> flip test -> decode -> image pixels, checked exactly.
+"""PoseEstimator and run_inference: boxes -> crops -> network -> flip test -> decode -> image pixels, exactly.
+
+Both go through `predict_keypoints`, the one inference path; the tests check that they agree bit for bit.
 
 The exactness test uses a stand-in "perfect network" (OracleNet) and a coordinate-coded image whose
 red and green channels hold each pixel's own x and y (blue = 255 marks the inside of the image).
@@ -20,7 +22,8 @@ import torch
 from torch import nn
 
 from lib.config import load_config
-from lib.core.inference import PoseEstimator, flip_test_heatmaps
+from lib.core.function import run_inference
+from lib.core.inference import PoseEstimator, flip_test_heatmaps, predict_keypoints
 from lib.dataset.metainfo import get_metainfo
 from lib.dataset.transforms import IMAGENET_MEAN, IMAGENET_STD, box_to_center_scale
 
@@ -137,6 +140,51 @@ def test_keypoints_land_exactly_on_planted_joints(flip_test: bool, color_rgb: bo
     np.testing.assert_allclose([p['score'] for p in people], box_scores)
     # 6 boxes in batches of 2; the flip test sends plain + mirrored crops in one call.
     assert net.calls == [4, 4, 4] if flip_test else net.calls == [2, 2, 2]
+
+
+def crop_loader(crops: np.ndarray, centers: np.ndarray, scales: np.ndarray, batch: int) -> list:
+    """What run_inference reads from a test DataLoader: (images, target, target_weight, meta) batches."""
+    batches = []
+    for start in range(0, len(crops), batch):
+        part = slice(start, start + batch)
+        n = len(crops[part])
+        meta = {'center': torch.from_numpy(centers[part]), 'scale': torch.from_numpy(scales[part]),
+                'area': torch.ones(n), 'score': torch.ones(n), 'image_id': torch.zeros(n, dtype=torch.int64),
+                'index': torch.arange(start, start + n)}
+        batches.append((torch.from_numpy(crops[part]), None, None, meta))
+    return batches
+
+
+@pytest.mark.parametrize('flip_test', [False, True])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_run_inference_and_pose_estimator_give_identical_keypoints(flip_test: bool, channels_last: bool) -> None:
+    """Validation/tools/test.py (run_inference on a loader) and the demo (PoseEstimator) on the same crops:
+    the same keypoints to the last bit, both on the planted joints, both sending plain + mirrored crops
+    as one batch -- they share predict_keypoints."""
+    cfg = make_cfg(flip_test)
+    meta = get_metainfo(cfg.DATASET.METAINFO)
+    joints = plant_joints(np.random.default_rng(2), BOXES, meta.num_joints)
+    joint_scores = np.linspace(0.3, 0.9, meta.num_joints)
+    centers = BOXES[:, :2] + BOXES[:, 2:] / 2
+    est_net = OracleNet(centers, joints, joint_scores, meta.flip_pairs, True)
+    loop_net = OracleNet(centers, joints, joint_scores, meta.flip_pairs, True)
+    estimator = PoseEstimator(cfg, est_net)
+
+    people = estimator.predict(coordinate_image(), BOXES)
+    crops, crop_centers, crop_scales = estimator.preprocess(coordinate_image(), BOXES)
+    preds = run_inference(loop_net, crop_loader(crops, crop_centers, crop_scales, batch=2), estimator.codec,
+                          meta.flip_pairs, flip_test=flip_test, shift=True, device=torch.device('cpu'),
+                          channels_last=channels_last)
+
+    from_estimator = np.stack([p['keypoints'] for p in people])
+    np.testing.assert_array_equal(preds['keypoints'], from_estimator)
+    np.testing.assert_allclose(preds['keypoints'][..., :2], joints, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(preds['index'], np.arange(len(BOXES)))
+    assert loop_net.calls == est_net.calls == ([4, 4, 4] if flip_test else [2, 2, 2])
+    # predict_keypoints on one batch is what both called
+    direct = predict_keypoints(est_net, torch.from_numpy(crops[:2]), crop_centers[:2], crop_scales[:2],
+                               estimator.codec, meta.flip_pairs, flip_test=flip_test, shift=True)
+    np.testing.assert_array_equal(direct, from_estimator[:2])
 
 
 def test_flip_test_without_pair_swap_or_shift_misses() -> None:

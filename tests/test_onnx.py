@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from conftest import SMALL_INPUT, realistic_model
 from lib.utils.checkpoint import save_atomic
-from lib.utils.onnx_export import ExportReport, export_and_check
+from lib.export import ExportReport, export_and_check
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +58,6 @@ def check_portable(report: ExportReport) -> None:
 def test_export_matches_pytorch_at_batch_1_and_3(name: str, tmp_path) -> None:
     """(litehrnet_18 and naive_litehrnet_18 go through the command line below.)"""
     model = realistic_model(name)
-    pool_before = F.avg_pool2d
     rng = np.random.default_rng(0)
     inputs = {f'batch {n}': rng.standard_normal((n, 3, 128, 96)).astype(np.float32) for n in (1, 3)}
     with torch.no_grad():
@@ -68,9 +67,8 @@ def test_export_matches_pytorch_at_batch_1_and_3(name: str, tmp_path) -> None:
     assert set(report.diffs) == {'batch 1', 'batch 3'}
     check_portable(report)
     # Speed guard: nearest resizing and block pooling export as Resize / AveragePool, not as the
-    # Expand / ReduceSum chains that onnxruntime runs slowly (see lib/utils/onnx_export.py).
+    # Expand / ReduceSum chains that onnxruntime runs slowly (the 'export' kernels of lib/models/layers.py).
     assert not {'Expand', 'ReduceSum'} & set(report.op_types), report.op_types
-    assert F.avg_pool2d is pool_before  # the export's avg_pool2d adapter is undone
 
 
 def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys) -> None:
@@ -120,9 +118,11 @@ def test_report_fails_above_tolerance() -> None:
 def test_official_idioms_baseline_exports_at_a_fixed_batch_only(name: str, tmp_path) -> None:
     """graph='official' (the benchmark's baseline) writes the official code's idioms: sizes read from
     tensors at run time (Shape -> Resize) and, for the shuffle blocks, view/transpose/view. It still
-    computes the model; with a symbolic batch it fails with a clear message, as the official code does."""
-    import lib.models.litehrnet as litehrnet
-    helpers_before = (litehrnet.multiply_nearest, litehrnet.pool_to, litehrnet.concat_shuffle)
+    computes the model; with a symbolic batch it fails with a clear message, as the official code does.
+    Exporting replaces no library function: every graph is a model built with its own kernel set."""
+    import lib.models.layers as layers
+    library_before = (F.avg_pool2d, F.interpolate, layers.multiply_nearest, layers.pool_to, layers.concat_shuffle,
+                      dict(layers.KERNELS))
     model = realistic_model(name)
     x = {'batch 1': np.random.default_rng(0).standard_normal((1, 3, 128, 96)).astype(np.float32)}
     report = export_and_check(model, tmp_path / 'official.onnx', (96, 128), x, graph='official', threads=1)
@@ -130,6 +130,7 @@ def test_official_idioms_baseline_exports_at_a_fixed_batch_only(name: str, tmp_p
     assert report.op_types['Shape'] > 0
     if name.startswith('naive'):
         assert report.op_types['Transpose'] > 0
-    assert (litehrnet.multiply_nearest, litehrnet.pool_to, litehrnet.concat_shuffle) == helpers_before
+    assert (F.avg_pool2d, F.interpolate, layers.multiply_nearest, layers.pool_to, layers.concat_shuffle,
+            dict(layers.KERNELS)) == library_before
     with pytest.raises(ValueError, match='fixed batch only'):
         export_and_check(model, tmp_path / 'dynamic.onnx', (96, 128), x, graph='official', dynamic_batch=True)

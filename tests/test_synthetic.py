@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from lib.codecs import heatmap_to_image_coords
 from lib.config import load_config
 from lib.dataset import build_dataset
 from lib.dataset.synthetic import DET_FILE, SyntheticConfig, make_synthetic_dataset, project, render_image
+from lib.dataset.transforms import heatmap_to_image_coords
 
 
 @pytest.fixture(scope='module')

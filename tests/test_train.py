@@ -4,6 +4,7 @@ Sizes are tiny (64x64 input, batch 4, 2 iterations per epoch) so the whole file 
 """
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,8 +82,14 @@ def test_outputs_of_a_run(straight_run):
         assert os.path.isfile(os.path.join(out, name)), name
     log = open(glob.glob(os.path.join(out, 'quickstart_train_*.log'))[0]).read()
     assert 'epoch 1 validation: AP' in log
+    # every logged step: loader wait and whole step, this step's value and the running mean, in seconds
+    steps = re.findall(r'epoch \d \[\d/2\] .* data_time (\S+)s \((\S+)s\) batch_time (\S+)s \((\S+)s\)', log)
+    assert len(steps) == 4 and all(0 <= float(d) <= float(b) for d, _, b, _ in steps)
     assert glob.glob(os.path.join(out, 'debug', 'train_0000001_gt.jpg'))
-    assert glob.glob(os.path.join(straight_run, 'log', '**', 'events.out.tfevents.*'), recursive=True)
+    events = glob.glob(os.path.join(straight_run, 'log', '**', 'events.out.tfevents.*'), recursive=True)
+    assert events
+    scalars = b''.join(open(path, 'rb').read() for path in events)
+    assert b'train/data_time' in scalars and b'train/batch_time' in scalars
     state = load_checkpoint_file(os.path.join(out, 'checkpoint.pth'))
     assert (state['epoch'], state['iteration']) == (2, 4)
     assert 'END_EPOCH: 2' in state['config']

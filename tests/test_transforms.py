@@ -11,7 +11,8 @@ from lib.dataset.joints_dataset import JointsDataset
 from lib.dataset.metainfo import COCO, MPII
 from lib.dataset.transforms import (IMAGENET_MEAN, IMAGENET_STD, affine_transform_points, box_to_center_scale,
                                     compose_affine, flip_joints, flip_matrix, get_affine_transform, half_body_box,
-                                    normalize_image, random_box_shift, random_scale_rotation, warp_crop)
+                                    heatmap_to_image_coords, normalize_image, random_box_shift,
+                                    random_scale_rotation, warp_crop)
 
 
 def test_box_to_center_scale_known_answers():
@@ -77,6 +78,33 @@ def test_affine_round_trip(rot):
     pts = rng.uniform(0, 600, (50, 2))
     np.testing.assert_allclose(affine_transform_points(affine_transform_points(pts, fwd), inv), pts, atol=1e-9)
     np.testing.assert_allclose(compose_affine(fwd, inv), [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+
+
+def test_heatmap_to_image_coords_known_answer():
+    center, scale = np.array([[100.0, 200.0]]), np.array([[0.96, 1.28]])  # 192 x 256 px box
+    coords = np.array([[[0, 0], [24, 32], [48, 64]]], np.float64)
+    out = heatmap_to_image_coords(coords, center, scale, (48, 64))
+    np.testing.assert_allclose(out[0], [[4, 72], [100, 200], [196, 328]])
+
+
+@pytest.mark.parametrize('box', [[10, 20, 30, 40], [-50, 5, 300, 80], [200, 100, 12, 90]])
+def test_heatmap_to_image_coords_inverts_the_crop(box):
+    """Image point -> crop pixel (the dataset's affine) -> heatmap pixel (/ stride) -> image point again,
+    for several boxes per batch (one centre/scale per crop), with the scale fitted by box_to_center_scale."""
+    input_size, heatmap_size = (192, 256), (48, 64)
+    rng = np.random.default_rng(1)
+    boxes = [box, [box[0] + 7, box[1] - 3, box[2] * 2, box[3] * 0.5]]
+    centers, scales = zip(*(box_to_center_scale(b, input_size[0] / input_size[1]) for b in boxes))
+    centers, scales = np.stack(centers), np.stack(scales)  # (2, 2) float32, as the dataset stores them
+    points = rng.uniform(-100, 400, (2, 17, 2))
+    stride = np.array(input_size) / np.array(heatmap_size)
+    heatmap_px = np.stack([affine_transform_points(p, get_affine_transform(c, s, 0, input_size)) / stride
+                           for p, c, s in zip(points, centers, scales)])
+    back = heatmap_to_image_coords(heatmap_px, centers, scales, heatmap_size)
+    assert back.shape == points.shape and back.dtype == np.float64
+    # Not 1e-9: the affine zooms both axes by scale[0], the mapping back uses scale[1] for y, and the
+    # float32 scale rounds w and h separately (a relative 1e-7, up to ~1e-4 px over these distances).
+    np.testing.assert_allclose(back, points, rtol=0, atol=1e-3)
 
 
 def test_warp_crop_puts_a_pixel_where_the_matrix_says():

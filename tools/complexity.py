@@ -1,9 +1,9 @@
 """Parameters and FLOPs of a configured model, counted by the rule of the published Lite-HRNet table.
 
     python tools/complexity.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml [--verbose [--depth N]] [--json]
-    python tools/complexity.py            # every YAML under experiments/, beside the published numbers
+    python tools/complexity.py            # every config under experiments/ (not _base_/), beside the published numbers
 
-FLOPs follow the official tool's rule (lib/utils/model_summary.py; batch 1, keypoint head included) and
+FLOPs follow the official tool's rule (lib/models/complexity.py; batch 1, keypoint head included) and
 are printed in plain units and in the table's unit Mi = 2^20. Beside them: the true multiply-adds of
 every call of this implementation and of the official forward (which runs the branch-0 fuse paths twice).
 With --json the last line is {"params": N, "flops": N}.
@@ -11,16 +11,15 @@ With --json the last line is {"params": N, "flops": N}.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 
 import _init_paths  # noqa: F401
 import torch
 
-from lib.config import load_config
+from lib.config import experiment_configs, load_config
 from lib.models import build_model
-from lib.utils.model_summary import Complexity, count_complexity, group_costs
+from lib.models.complexity import Complexity, count_complexity, group_costs
 
 REPO_ROOT = _init_paths.REPO_ROOT
 MI = 2 ** 20
@@ -38,7 +37,7 @@ PUBLISHED = {
     'litehrnet_18_mpii_256x256': (1.1, 273.4),
     'litehrnet_30_mpii_256x256': (1.8, 425.3),
 }
-OFFICIAL_TOOL_JSON = os.path.join(REPO_ROOT, '..', 'shared', 'reference', 'flops_reference.json')
+OFFICIAL_TOOL_JSON = os.path.join(REPO_ROOT, 'tests', 'data', 'reference', 'flops_reference.json')
 
 
 def table_key(cfg) -> str:
@@ -80,7 +79,7 @@ def print_table(as_json: bool) -> None:
     if os.path.isfile(OFFICIAL_TOOL_JSON):
         with open(OFFICIAL_TOOL_JSON) as f:
             official = json.load(f)['variants']
-    paths = sorted(glob.glob(os.path.join(REPO_ROOT, 'experiments', '**', '*.yaml'), recursive=True))
+    paths = experiment_configs(os.path.join(REPO_ROOT, 'experiments'))  # _base_/ recipes are not configs
     print('| config | params | pub. params | FLOPs (rule) | Mi | pub. FLOPs | vs pub. | official tool | '
           'vs tool | true MACs ours | true MACs official |')
     print('|---|---|---|---|---|---|---|---|---|---|---|')

@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     logger.info('model %s from %s; boxes: %s; flip test %s', cfg.MODEL.NAME, cfg.TEST.MODEL_FILE,
                 'ground truth' if cfg.TEST.USE_GT_BBOX else cfg.TEST.COCO_BBOX_FILE, cfg.TEST.FLIP_TEST)
     model.to(dist_info.device)
-    if cfg.TRAIN.CHANNELS_LAST:
+    if cfg.TEST.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
     dataset = build_dataset(cfg, is_train=False)
     loader = build_loader(cfg, dataset, False, dist_info.world_size, dist_info.rank)
-    metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device)
+    metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device, cfg.TEST.CHANNELS_LAST)
 
     if dist_info.is_main:
         from lib.evaluation import print_metrics_table

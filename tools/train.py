@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     logger.info('%d process(es), device %s', world, device)
     torch.manual_seed(seed_for(cfg, rank))
     np.random.seed(seed_for(cfg, rank) % 2**32)
+    if cfg.DETERMINISTIC:
+        # CUDA's deterministic cuBLAS needs a fixed workspace, set before its first call. warn_only: the
+        # backward passes of adaptive pooling and bilinear upsampling have no deterministic CUDA kernel.
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
     torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
 
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                           writer=writer, debug_fn=debug_fn)
         last = epoch + 1 == cfg.TRAIN.END_EPOCH
         if (epoch + 1) % cfg.TRAIN.VAL_INTERVAL == 0 or last:
-            metrics, key = validate(cfg, model, val_loader, val_set, output_dir, device)
+            metrics, key = validate(cfg, model, val_loader, val_set, output_dir, device, cfg.TRAIN.CHANNELS_LAST)
             if dist_info.is_main:
                 logger.info('epoch %d validation: %s', epoch, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
                 for name, value in metrics.items():

@@ -1,11 +1,10 @@
 """Keypoint codecs: joints <-> network targets. One codec object serves both the dataset and inference."""
 from __future__ import annotations
 
-from .msra_heatmap import (MSRAHeatmap, flip_back, gaussian_patch, get_heatmap_maximum,
-                           heatmap_to_image_coords, refine_dark, refine_quarter_offset)
+from .msra_heatmap import MSRAHeatmap, flip_back, gaussian_patch, get_heatmap_maximum, refine_dark, refine_quarter_offset
 
-__all__ = ['MSRAHeatmap', 'build_codec', 'flip_back', 'heatmap_to_image_coords', 'gaussian_patch',
-           'get_heatmap_maximum', 'refine_dark', 'refine_quarter_offset']
+__all__ = ['MSRAHeatmap', 'build_codec', 'flip_back', 'gaussian_patch', 'get_heatmap_maximum', 'refine_dark',
+           'refine_quarter_offset']
 
 
 def build_codec(cfg) -> MSRAHeatmap:

@@ -8,7 +8,8 @@ Decoding: argmax per map; with `post_process` the peak moves 0.25 px towards the
 each axis when it is strictly inside (1 < px < W - 1, 1 < py < H - 1); with `use_dark` the DARK
 refinement (Zhang et al., CVPR 2020: blur, log, one Newton step on the second-order Taylor expansion)
 replaces the quarter offset. A joint's score is its heatmap maximum. Coordinates are heatmap pixels;
-`heatmap_to_image_coords` maps them back to the image.
+the codec knows nothing of images or boxes (`lib.dataset.transforms.heatmap_to_image_coords` maps them
+back to the image, and `lib.core.inference.predict_keypoints` composes the two).
 
 Shapes: N samples, K joints, h x w heatmap.
 """
@@ -25,9 +26,7 @@ except ImportError:  # pragma: no cover
     torch = None
 
 __all__ = ['MSRAHeatmap', 'gaussian_patch', 'get_heatmap_maximum', 'refine_quarter_offset',
-           'refine_dark', 'flip_back', 'heatmap_to_image_coords']
-
-PIXEL_STD = 200.0  # HRNet's unit of `scale`: scale * 200 = box size in pixels (used by lib.dataset too)
+           'refine_dark', 'flip_back']
 
 
 def gaussian_patch(sigma: float) -> tuple[np.ndarray, float]:
@@ -41,9 +40,10 @@ def gaussian_patch(sigma: float) -> tuple[np.ndarray, float]:
 
 
 def get_heatmap_maximum(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax of (N, K, h, w) heatmaps -> coords (N, K, 2) as (x, y) and maxima (N, K).
+    """Argmax of (N, K, h, w) heatmaps -> integer coords (N, K, 2) float32 as (x, y), maxima (N, K) float32.
 
-    Where the maximum is not positive the coordinate is -1 (mmpose 0.x), i.e. "no detection".
+    Where the maximum is not positive the coordinate is -1 (mmpose 0.x), i.e. "no detection". The one
+    heatmap argmax of the repo: decoding and the training accuracy (`lib.evaluation.pck`) both use it.
     """
     n, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, k, -1)
@@ -140,19 +140,6 @@ def flip_back(heatmaps: ArrayOrTensor, flip_pairs: Sequence[Sequence[int]], shif
     return out
 
 
-def heatmap_to_image_coords(coords: np.ndarray, center: np.ndarray, scale: np.ndarray,
-                            heatmap_size: Sequence[int]) -> np.ndarray:
-    """Heatmap pixels (N, K, 2) -> image pixels (N, K, 2), for crops without rotation.
-
-    x_img = x_hm * scale_w * 200 / w + center_x - scale_w * 200 / 2 (and the same for y).
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    size = np.asarray(scale, dtype=np.float64).reshape(-1, 1, 2) * PIXEL_STD
-    center = np.asarray(center, dtype=np.float64).reshape(-1, 1, 2)
-    hm = np.asarray(heatmap_size, dtype=np.float64)
-    return coords * (size / hm) + center - size * 0.5
-
-
 class MSRAHeatmap:
     """Encode joints to Gaussian heatmaps and decode heatmaps to joints (one object for dataset and inference).
 
@@ -225,9 +212,3 @@ class MSRAHeatmap:
         elif self.post_process:
             coords = refine_quarter_offset(coords, heatmaps)
         return coords, scores
-
-    def decode_to_image(self, heatmaps: np.ndarray, center: np.ndarray,
-                        scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """decode + heatmap_to_image_coords: (N, K, 2) image pixels and (N, K) scores."""
-        coords, scores = self.decode(heatmaps)
-        return heatmap_to_image_coords(coords, center, scale, self.heatmap_size), scores

@@ -1,24 +1,37 @@
-"""Configuration: YACS defaults (default.py) <- a YAML file <- `KEY VALUE` pairs from the command line.
+"""Configuration: YACS defaults (default.py) <- YAML files <- `KEY VALUE` pairs from the command line.
 
     cfg = load_config('experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml',
                       opts=['TEST.MODEL_FILE', 'm.pth'])
 
+A YAML file may start from another one with `_BASE_: path.yaml` (detectron2 style; the path is
+relative to the file that names it, and a base may name its own base). The bases are merged first,
+deepest first, then the file's own keys: mappings merge key by key, any other value (lists included)
+replaces the base's. `_BASE_` itself never reaches the resolved config, and `cfg.dump()` writes every
+key, so a dumped config loads on its own. `CFG_NAME` is the stem of the file passed in (unless that
+file sets CFG_NAME itself, as a dumped config does), so the output folder follows the file you ran.
+
 `load_config` never touches a module-level object: it merges into a fresh copy of the defaults and
-returns it frozen. Unknown keys and values of the wrong type fail with a `ConfigError` that names
-the key and the file (or the command line) it came from.
+returns it frozen. Unknown keys, removed keys (with what to use instead) and values of the wrong type
+fail with a `ConfigError` that names the key and the file (or the command line) it came from.
 """
 from __future__ import annotations
 
 import ast
+import glob
 import os
 from typing import Any, Iterable, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 
-from .default import _C
+from .default import _C, REMOVED_KEYS
 
-__all__ = ['ConfigError', 'get_cfg', 'load_config', 'merge_opts', 'output_dirs']
+__all__ = ['BASE_KEY', 'BASES_DIR', 'ConfigError', 'experiment_configs', 'get_cfg', 'load_config', 'merge_opts',
+           'output_dirs']
+
+
+BASE_KEY = '_BASE_'
+BASES_DIR = '_base_'  # folders of recipe files that are only ever a _BASE_, never run
 
 
 class ConfigError(ValueError):
@@ -60,12 +73,23 @@ def _merge_dict(node: CN, data: dict, source: str, prefix: str = '') -> None:
     for name, value in data.items():
         key = f'{prefix}{name}'
         if name not in node:
-            raise ConfigError(f"{source}: unknown config key '{key}'{_suggest(node, name, prefix)}")
+            raise _removed_key_error(key, source) or ConfigError(
+                f"{source}: unknown config key '{key}'{_suggest(node, name, prefix)}")
         default = node[name]
         if isinstance(default, CN):
             _merge_dict(default, value, source, key + '.')
         else:
             node[name] = _coerce(value, default, key, source)
+
+
+def _removed_key_error(key: str, source: str) -> ConfigError | None:
+    """The error for a key (or a key inside a group) listed in REMOVED_KEYS, else None."""
+    parts = key.split('.')
+    for depth in range(len(parts), 0, -1):
+        removed = '.'.join(parts[:depth])
+        if removed in REMOVED_KEYS:
+            return ConfigError(f"{source}: config key '{key}' was removed: {REMOVED_KEYS[removed]}")
+    return None
 
 
 def _suggest(node: CN, name: str, prefix: str) -> str:
@@ -93,6 +117,9 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = 'command line') -> No
         node, parts = cfg, key.split('.')
         for depth, part in enumerate(parts):
             if not isinstance(node, CN) or part not in node:
+                removed = _removed_key_error(key, source)
+                if removed:
+                    raise removed
                 prefix = '.'.join(parts[:depth]) + ('.' if depth else '')
                 hint = _suggest(node, part, prefix) if isinstance(node, CN) else ''
                 raise ConfigError(f"{source}: unknown config key '{key}'{hint}")
@@ -107,23 +134,59 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = 'command line') -> No
 
 
 def load_config(path: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CN:
-    """Defaults <- YAML file at `path` (optional) <- `opts` pairs; returns a frozen copy."""
+    """Defaults <- the YAML file at `path` (optional) with its _BASE_ files <- `opts` pairs; a frozen copy."""
     cfg = get_cfg()
     if path is not None:
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
-        with open(path) as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        _merge_dict(cfg, data, path)
-        cfg.CFG_NAME = os.path.splitext(os.path.basename(path))[0]
+        for source, data in _config_chain(path):
+            _merge_dict(cfg, data, source)  # errors name the file the bad key is in
+        # The output folder follows the file you ran; only that file may name it otherwise (a dumped
+        # <config>_train_config.yaml carries its run's name; bases cannot set CFG_NAME).
+        cfg.CFG_NAME = cfg.CFG_NAME or os.path.splitext(os.path.basename(path))[0]
     merge_opts(cfg, list(opts))
     _check(cfg, path or 'defaults')
     cfg.freeze()
     return cfg
+
+
+def _config_chain(path: str, referrers: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """[(file, its own keys without _BASE_)] in merge order: the deepest base first, `path` last.
+
+    `referrers` are the files that led here (leaf first), to report a cycle as the whole chain.
+    """
+    data = _read_yaml(path)
+    base = data.pop(BASE_KEY, None)
+    if referrers and 'CFG_NAME' in data:
+        raise ConfigError(f"{path}: CFG_NAME cannot be set in a {BASE_KEY} file (it would name every config "
+                          f"built on it, here {referrers[-1]}); set it in the file you run, or leave it to "
+                          f"the file name")
+    if base is None:
+        return [(path, data)]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY} must be the path of one YAML file, got {base!r}")
+    base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    chain = referrers + (path,)
+    if any(os.path.realpath(base_path) == os.path.realpath(p) for p in chain):
+        raise ConfigError(f"{BASE_KEY} cycle: {' -> '.join(chain + (base_path,))}")
+    if not os.path.isfile(base_path):
+        raise ConfigError(f"{path}: {BASE_KEY} file not found: {base_path} ({BASE_KEY}: {base})")
+    return _config_chain(base_path, chain) + [(path, data)]
+
+
+def _read_yaml(path: str) -> dict:
+    """The mapping in one YAML file ({} when empty); errors name the file."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys, got {data!r}")
+    return data
 
 
 def _check(cfg: CN, source: str) -> None:
@@ -142,6 +205,12 @@ def _check(cfg: CN, source: str) -> None:
                           f"(four branches at strides 4..32)")
     if list(cfg.TRAIN.LR_STEP) != sorted(cfg.TRAIN.LR_STEP):
         raise ConfigError(f"{source}: TRAIN.LR_STEP must be increasing, got {cfg.TRAIN.LR_STEP}")
+
+
+def experiment_configs(experiments_dir: str) -> list[str]:
+    """Every YAML under `experiments_dir` that is a config to run, sorted; files in `_base_/` folders are skipped."""
+    paths = glob.glob(os.path.join(experiments_dir, '**', '*.yaml'), recursive=True)
+    return sorted(p for p in paths if BASES_DIR not in os.path.relpath(p, experiments_dir).split(os.sep))
 
 
 def output_dirs(cfg: CN) -> tuple[str, str]:

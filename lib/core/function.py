@@ -2,6 +2,8 @@
 
 Read top to bottom like detectron2's `plain_train_net.do_train`: one explicit loop per phase, no hooks.
 `tools/train.py` wires config -> data -> model -> these functions; `tools/test.py` calls `validate`.
+`run_inference` predicts each batch with `lib.core.inference.predict_keypoints`, the same function
+`PoseEstimator` (the demo) uses, so validation, testing and the demo share one flip test and decoding.
 
 Multi-process runs (torchrun): each process runs the same loop on its shard; the loss used for logging
 and for the finiteness check is averaged over processes, so all processes stop together on a NaN.
@@ -22,10 +24,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from lib.codecs import MSRAHeatmap, flip_back
+from lib.codecs import MSRAHeatmap
+from lib.core.inference import predict_keypoints
 from lib.core.lr_scheduler import lr_at, set_lr
 from lib.evaluation import accuracy, evaluate_predictions
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process, reduce_mean
+from lib.utils.logger import UserError
 
 __all__ = ['NonFiniteLossError', 'build_loader', 'train_one_epoch', 'run_inference', 'validate']
 
@@ -35,7 +39,7 @@ logger = logging.getLogger('litehrnet')
 DebugFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, dict], None]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
     """The training loss became NaN or infinite; the run stops before writing any checkpoint."""
 
 
@@ -67,14 +71,19 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
 
     The lr is set before every step from the pure schedule `lr_at(cfg.TRAIN, iteration, …)`, so a run
     resumed at any epoch boundary follows the same lr curve as an uninterrupted one.
+    Logged per step, as in HRNet: `data_time` (waiting for the loader) and `batch_time` (the whole step,
+    that wait included), each as this step's value and the epoch's running mean.
     """
     model.train()
     amp = scaler.is_enabled()
-    loss_sum, acc_sum, seen, tic = 0.0, 0.0, 0, time.perf_counter()
+    loss_sum, acc_sum, seen = 0.0, 0.0, 0
+    data_time_sum, batch_time_sum = 0.0, 0.0
     bar = _progress(iters_per_epoch, f'epoch {epoch}')
+    tic = end = time.perf_counter()
     for step, (images, target, target_weight, meta) in enumerate(loader):
         if step >= iters_per_epoch:
             break
+        data_time = time.perf_counter() - end
         lr = lr_at(cfg.TRAIN, iteration, iters_per_epoch)
         set_lr(optimizer, lr)
         images = images.to(device, non_blocking=True)
@@ -98,12 +107,15 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        batch_time = time.perf_counter() - end
 
         iteration += 1
         batch = images.shape[0] * get_world_size()
         loss_sum += loss_value * batch
         acc_sum += acc * batch
         seen += batch
+        data_time_sum += data_time
+        batch_time_sum += batch_time
         rate = seen / (time.perf_counter() - tic)
         bar.set_postfix(loss=f'{loss_value:.3g}', acc=f'{acc:.3f}', samples_s=f'{rate:.1f}')
         bar.update()
@@ -112,12 +124,16 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
             writer.add_scalar('train/acc', acc, iteration)
             writer.add_scalar('train/lr', lr, iteration)
             writer.add_scalar('train/samples_per_s', rate, iteration)
+            writer.add_scalar('train/data_time', data_time, iteration)
+            writer.add_scalar('train/batch_time', batch_time, iteration)
         if step % cfg.PRINT_FREQ == 0 or step == iters_per_epoch - 1:
-            logger.info('epoch %d [%d/%d] lr %.3g loss %.4g (mean %.4g) acc %.3f (mean %.3f) %.1f samples/s',
+            logger.info('epoch %d [%d/%d] lr %.3g loss %.4g (mean %.4g) acc %.3f (mean %.3f) '
+                        'data_time %.3fs (%.3fs) batch_time %.3fs (%.3fs) %.1f samples/s',
                         epoch, step + 1, iters_per_epoch, lr, loss_value, loss_sum / seen, acc, acc_sum / seen,
-                        rate)
+                        data_time, data_time_sum / (step + 1), batch_time, batch_time_sum / (step + 1), rate)
         if debug_fn is not None and cfg.TRAIN.DEBUG_INTERVAL and iteration % cfg.TRAIN.DEBUG_INTERVAL == 0:
             debug_fn(iteration, images, target, output.detach(), meta)
+        end = time.perf_counter()  # logging and debug images count in neither time
     bar.close()
     return iteration, loss_sum / max(seen, 1)
 
@@ -130,8 +146,8 @@ def run_inference(model: nn.Module, loader, codec: MSRAHeatmap, flip_pairs, flip
 
     keys -> shapes (N samples, K joints): 'keypoints' (N,K,3) x, y in image pixels and the joint score;
     'center', 'scale' (N,2); 'area' (N,); 'score' (N,) box score; 'image_id' (N,); 'index' (N,).
-    With `flip_test` the output for the mirrored crop is flipped back (`flip_back`, 1-px `shift`) and
-    averaged with the plain output, as in the official test pipeline.
+    Each batch goes through `predict_keypoints` (flip test with the 1-px `shift`, decoding, mapping
+    back to the image), the one inference path `PoseEstimator` uses too.
     """
     device = device or next(model.parameters()).device
     model.eval()
@@ -140,12 +156,9 @@ def run_inference(model: nn.Module, loader, codec: MSRAHeatmap, flip_pairs, flip
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        heatmaps = model(images).float()
-        if flip_test:
-            heatmaps = (heatmaps + flip_back(model(images.flip(3)).float(), flip_pairs, shift=shift)) * 0.5
         center, scale = meta['center'].numpy(), meta['scale'].numpy()
-        coords, scores = codec.decode_to_image(heatmaps.cpu().numpy(), center, scale)
-        parts['keypoints'].append(np.concatenate([coords, scores[..., None]], axis=2))
+        parts['keypoints'].append(predict_keypoints(model, images, center, scale, codec, flip_pairs,
+                                                    flip_test, shift))
         parts['center'].append(center)
         parts['scale'].append(scale)
         parts['area'].append(meta['area'].numpy())
@@ -155,15 +168,16 @@ def run_inference(model: nn.Module, loader, codec: MSRAHeatmap, flip_pairs, flip
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
-def validate(cfg, model: nn.Module, loader, dataset, output_dir: str,
-             device: torch.device | None = None) -> tuple[dict[str, float] | None, str | None]:
+def validate(cfg, model: nn.Module, loader, dataset, output_dir: str, device: torch.device | None = None,
+             channels_last: bool = False) -> tuple[dict[str, float] | None, str | None]:
     """Predict the whole data set (all processes), then score it once on rank 0.
 
     Returns (metrics, primary key) on rank 0 and (None, None) on the other ranks. Writes the results
     file (COCO json or MPII pred.mat) into `output_dir` through `lib.evaluation.evaluate_predictions`.
+    channels_last: feed the crops in channels-last memory format (the caller converted the model).
     """
     preds = run_inference(model, loader, dataset.codec, dataset.flip_pairs, cfg.TEST.FLIP_TEST,
-                          cfg.TEST.SHIFT_HEATMAP, device, cfg.TRAIN.CHANNELS_LAST)
+                          cfg.TEST.SHIFT_HEATMAP, device, channels_last)
     preds = gather_predictions(preds)  # collective: every rank must call it
     if not is_main_process():
         return None, None

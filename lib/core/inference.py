@@ -1,13 +1,15 @@
-"""Top-down pose inference on whole images: person boxes in, keypoints in image pixels out.
+"""Top-down pose inference: normalised crops in, keypoints in image pixels out.
 
+    keypoints = predict_keypoints(model, crops, centers, scales, codec, flip_pairs)   # (N, K, 3)
     estimator = PoseEstimator(cfg, 'model_best.pth')         # ours or an official mmpose checkpoint
     people = estimator.predict(image_bgr, boxes_xywh)          # [{'keypoints': (K, 3), 'box', 'score'}]
 
-Every step is delegated to its one owner: boxes become centre/scale and crops with
-`lib.dataset.transforms` (the same code the dataset uses), the network runs in batches of
-`TEST.BATCH_SIZE_PER_GPU` boxes, the flip test mirrors its output back with `lib.codecs.flip_back`,
-and the codec from `build_codec(cfg)` decodes the peaks and maps them back to the image.
-`flip_test_heatmaps` and `get_final_preds` are public so that evaluation loops can share them.
+`predict_keypoints` is the one inference path: `PoseEstimator.predict` (demo, whole images) and
+`lib.core.function.run_inference` (validation, tools/test.py) both call it on each batch of crops. It
+runs the flip test (`flip_test_heatmaps`: plain and mirrored crops as one batch, mirrored output
+flipped back with `lib.codecs.flip_back`), decodes with the codec (heatmap pixels) and maps the peaks
+back to the image with `lib.dataset.transforms.heatmap_to_image_coords`. PoseEstimator adds what
+comes before: boxes -> centre/scale and crops with `lib.dataset.transforms` (the dataset's code).
 """
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from torch import nn
 
 from lib.codecs import MSRAHeatmap, build_codec, flip_back
 from lib.dataset.metainfo import check_num_joints, get_metainfo
-from lib.dataset.transforms import box_to_center_scale, normalize_image, warp_crop
+from lib.dataset.transforms import box_to_center_scale, heatmap_to_image_coords, normalize_image, warp_crop
 
-__all__ = ['PoseEstimator', 'flip_test_heatmaps', 'get_final_preds']
+__all__ = ['PoseEstimator', 'predict_keypoints', 'flip_test_heatmaps']
 
 logger = logging.getLogger(__name__)
+
 
 @torch.no_grad()
 def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_pairs: Sequence[Sequence[int]],
@@ -33,8 +36,9 @@ def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_pairs: Seque
     """Heatmaps (B, K, h, w) of normalised crops (B, 3, H, W), averaged with the mirrored flip pass.
 
     The plain and the flipped crops go through the network as one batch of 2B (one call, fewer
-    framework overheads on CPU); the flipped half is mirrored back (left/right maps swapped,
-    width reversed, optionally shifted one pixel right as in the official test) and averaged.
+    framework overheads on CPU; in eval mode the same as two calls up to float rounding, as kernels
+    depend on the batch size); the flipped half is mirrored back (left/right maps swapped, width
+    reversed, optionally shifted one pixel right as in the official test) and averaged.
     """
     if not flip_test:
         return model(images)
@@ -43,10 +47,18 @@ def flip_test_heatmaps(model: nn.Module, images: torch.Tensor, flip_pairs: Seque
     return (plain + flip_back(flipped, flip_pairs, shift=shift)) * 0.5
 
 
-def get_final_preds(codec: MSRAHeatmap, heatmaps: np.ndarray, centers: np.ndarray,
-                    scales: np.ndarray) -> np.ndarray:
-    """Heatmaps (N, K, h, w) + crop centres/scales (N, 2) -> keypoints (N, K, 3): image x, y, score."""
-    coords, scores = codec.decode_to_image(heatmaps, centers, scales)
+@torch.no_grad()
+def predict_keypoints(model: nn.Module, crops: torch.Tensor, centers: np.ndarray, scales: np.ndarray,
+                      codec: MSRAHeatmap, flip_pairs: Sequence[Sequence[int]], flip_test: bool = True,
+                      shift: bool = True) -> np.ndarray:
+    """Keypoints (B, K, 3) float64 -- image x, y and heatmap score -- of B normalised crops.
+
+    crops: (B, 3, H, W) on the model's device (any memory format); centers, scales: (B, 2) of the
+    boxes the crops were cut from (scale in 200-px units). The model must be in eval mode.
+    """
+    heatmaps = flip_test_heatmaps(model, crops, flip_pairs, flip_test=flip_test, shift=shift)
+    coords, scores = codec.decode(heatmaps.float().cpu().numpy())
+    coords = heatmap_to_image_coords(coords, centers, scales, codec.heatmap_size)
     return np.concatenate([coords, scores[..., None]], axis=-1)
 
 
@@ -121,19 +133,6 @@ class PoseEstimator:
             crops[i] = normalize_image(crop, color_rgb=self.color_rgb)
         return crops, centers, scales
 
-    def heatmaps(self, crops: np.ndarray) -> np.ndarray:
-        """Network output (M, K, h, w) for normalised crops (M, 3, H, W), in batches, flip test per cfg."""
-        outputs = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch_size])).to(self.device)
-            out = flip_test_heatmaps(self.model, batch, self.metainfo.flip_pairs,
-                                     flip_test=self.flip_test, shift=self.shift_heatmap)
-            outputs.append(out.float().cpu().numpy())
-        if not outputs:
-            w, h = self.codec.heatmap_size
-            return np.zeros((0, self.num_joints, h, w), dtype=np.float32)
-        return np.concatenate(outputs)
-
     def predict(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray,
                 box_scores: np.ndarray | None = None) -> list[dict]:
         """Keypoints of every person box in one image.
@@ -152,7 +151,13 @@ class PoseEstimator:
         if len(boxes) == 0:
             return []
         crops, centers, scales = self.preprocess(image_bgr, boxes)
-        keypoints = get_final_preds(self.codec, self.heatmaps(crops), centers, scales)
+        per_batch = []
+        for start in range(0, len(boxes), self.batch_size):  # TEST.BATCH_SIZE_PER_GPU boxes at a time
+            part = slice(start, start + self.batch_size)
+            batch = torch.from_numpy(crops[part]).to(self.device)
+            per_batch.append(predict_keypoints(self.model, batch, centers[part], scales[part], self.codec,
+                                               self.metainfo.flip_pairs, self.flip_test, self.shift_heatmap))
+        keypoints = np.concatenate(per_batch)
         return [{'keypoints': keypoints[i], 'box': boxes[i].copy(), 'score': float(scores[i])}
                 for i in range(len(boxes))]
 

@@ -47,7 +47,7 @@ def tune_malloc() -> bool:
 
     A sample allocates and frees a few ~0.5-1 MB arrays (decoded image, crop, float input, heatmaps).
     glibc's default thresholds make that churn through mmap/munmap and heap trimming, which costs a
-    data-loader worker about a quarter of its time (tools/benchmark_data.py). Keeping buffers below
+    data-loader worker about a quarter of its time (`tools/benchmark.py data`). Keeping buffers below
     32 MB on the heap and trimming only beyond 128 MB removes it. Called once in each DataLoader
     worker process (never in the main process); returns False where it does not apply (not glibc).
     """

@@ -3,7 +3,9 @@
 Conventions follow HRNet / mmpose 0.x so official weights and numbers carry over:
 a person box becomes a `center` (x, y) and a `scale` (w, h) in units of `PIXEL_STD` = 200 px, fitted
 to the network input's aspect ratio and padded by 1.25; the crop is the affine map that sends the
-scaled box (rotated by `rot` degrees about its centre) onto the `output_size` = (W, H) input.
+scaled box (rotated by `rot` degrees about its centre) onto the `output_size` = (W, H) input, and
+`heatmap_to_image_coords` maps decoded heatmap pixels back to the image. The 200-px unit lives here,
+with the geometry that uses it; the codec (lib.codecs) works in crop and heatmap pixels only.
 Horizontal flips use x' = W - 1 - x (pixel centres) and swap the left/right flip pairs.
 """
 from __future__ import annotations
@@ -13,14 +15,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..codecs.msra_heatmap import PIXEL_STD  # HRNet's unit of `scale` (200 px), defined once
-
 __all__ = [
     'PIXEL_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'box_to_center_scale', 'fit_aspect_ratio',
-    'get_affine_transform', 'affine_transform_points', 'warp_crop', 'warp_with_matrix', 'normalize_image',
+    'get_affine_transform', 'affine_transform_points', 'heatmap_to_image_coords', 'warp_crop',
+    'warp_with_matrix', 'normalize_image',
     'flip_joints', 'flip_matrix', 'compose_affine', 'half_body_box', 'random_scale_rotation', 'random_box_shift',
 ]
 
+PIXEL_STD = 200.0  # HRNet's unit of `scale`: scale * 200 = box size in image pixels
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # RGB order
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)  # RGB order
 
@@ -79,6 +81,21 @@ def affine_transform_points(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
     return points @ mat[:, :2].T + mat[:, 2]
 
 
+def heatmap_to_image_coords(coords: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                            heatmap_size: Sequence[int]) -> np.ndarray:
+    """Heatmap pixels (N, K, 2) of N crops -> image pixels (N, K, 2) float64, for crops without rotation.
+
+    center, scale: (N, 2) of each crop; heatmap_size: (w, h). The heatmap spans the crop's box, so
+    x_img = x_hm * scale_w * 200 / w + center_x - scale_w * 200 / 2 (and the same for y), as
+    mmpose 0.x `transform_preds`.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    size = np.asarray(scale, dtype=np.float64).reshape(-1, 1, 2) * PIXEL_STD
+    center = np.asarray(center, dtype=np.float64).reshape(-1, 1, 2)
+    hm = np.asarray(heatmap_size, dtype=np.float64)
+    return coords * (size / hm) + center - size * 0.5
+
+
 def flip_matrix(image_width: int) -> np.ndarray:
     """(2, 3) matrix of a horizontal flip of an image `image_width` pixels wide: x' = W - 1 - x."""
     return np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0]])
@@ -115,7 +132,7 @@ def normalize_image(crop_bgr: np.ndarray, color_rgb: bool = True) -> np.ndarray:
     """(H, W, 3) uint8 BGR -> (3, H, W) float32: /255, then ImageNet mean/std (given in RGB order).
 
     One multiply and one subtract per pixel, (x / 255 - mean) / std == x / (255 std) - mean / std,
-    on contiguous channel planes: ~10x faster than astype on a transposed view.
+    on contiguous channel planes: much faster than astype on a transposed view.
     """
     scale = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
     offset = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)

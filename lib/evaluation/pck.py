@@ -1,6 +1,7 @@
 """PCK on heatmaps: the training-time accuracy monitor (HRNet `core/evaluate.py` `accuracy`).
 
-accuracy() compares the argmax of each predicted heatmap with the argmax of its target heatmap.
+accuracy() compares the argmax of each predicted heatmap with the argmax of its target heatmap (the
+codec's `get_heatmap_maximum`, so decoding and this monitor share one argmax).
 The distance is normalised per axis by a (N,2) factor and a joint counts as correct when the
 normalised distance is below thr (strict). Joints whose target peak is not at x > 1 and y > 1 are
 not counted: all-zero targets (unlabelled joints) have their peak at (0, 0).
@@ -20,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from lib.codecs import get_heatmap_maximum
+
 
 def _to_numpy(x) -> np.ndarray:
     """Accept torch tensors (any device) or arrays."""
@@ -28,18 +31,14 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N,K,H,W) -> integer peak coordinates (N,K,2) as float (x, y) and peak values (N,K).
-
-    A map whose maximum is <= 0 gets coordinates (0, 0), as in HRNet's get_max_preds.
-    """
-    n, k, _, w = heatmaps.shape
-    flat = heatmaps.reshape(n, k, -1)
-    idx = flat.argmax(axis=2)
-    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
-    coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float64)
-    coords[maxvals <= 0] = 0.0
-    return coords, maxvals
+def integer_peaks(heatmaps: np.ndarray) -> np.ndarray:
+    """(N,K,H,W) -> the argmax of each map as float64 (x, y) (N,K,2), with HRNet's `get_max_preds` rule:
+    a map whose maximum is <= 0 gets (0, 0)."""
+    coords, _ = get_heatmap_maximum(heatmaps)
+    # The codec marks such a map with -1 ("no detection"); HRNet puts it at (0, 0), which is also what
+    # keeps all-zero targets out of the count in `accuracy` (it counts peaks at x > 1 and y > 1 only).
+    # Every other coordinate is an index >= 0, so clipping at 0 changes exactly the -1s.
+    return np.maximum(coords.astype(np.float64), 0.0)
 
 
 def normalized_distances(pred: np.ndarray, target: np.ndarray, normalize: np.ndarray,
@@ -69,8 +68,7 @@ def accuracy(output, target, thr: float = 0.5,
     if output.shape != target.shape or output.ndim != 4:
         raise ValueError(f'accuracy: output {output.shape} and target {target.shape} must both be (N,K,H,W)')
     n, k, h, w = output.shape
-    pred, _ = heatmap_argmax(output)
-    gt, _ = heatmap_argmax(target)
+    pred, gt = integer_peaks(output), integer_peaks(target)
     if normalize is None:
         normalize = np.array([h, w], dtype=np.float64) / 10.0  # HRNet/mmpose order, kept on purpose
     normalize = np.broadcast_to(np.asarray(normalize, dtype=np.float64), (n, 2))

@@ -6,14 +6,16 @@ H x W spatial size.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['ConvBNAct', 'NearestUpsample', 'SharedReLU', 'TwiceUpdatedBatchNorm2d', 'channel_shuffle',
-           'concat_shuffle', 'depthwise', 'dw_pw_sequential', 'multiply_nearest', 'pool_to', 'upsample_nearest']
+__all__ = ['KERNELS', 'ConvBNAct', 'Kernels', 'NearestUpsample', 'SharedReLU', 'TwiceUpdatedBatchNorm2d',
+           'channel_shuffle', 'concat_shuffle', 'depthwise', 'dw_pw_sequential', 'get_kernels', 'multiply_nearest',
+           'pool_to', 'upsample_nearest']
 
 # In-place ReLU as in mmcv: it acts on the fresh conv/BN output, so nothing else sees the change.
 _ACTIVATIONS = {'relu': lambda: nn.ReLU(inplace=True), 'sigmoid': nn.Sigmoid, None: lambda: None}
@@ -47,7 +49,7 @@ def depthwise(channels: int, stride: int = 1, act: Optional[str] = None) -> Conv
 
 
 def dw_pw_sequential(in_channels: int, out_channels: int, stride: int, relu: bool,
-                     bn_cls: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> nn.Sequential:
+                     bn_cls: Callable[[int], nn.BatchNorm2d] = nn.BatchNorm2d) -> nn.Sequential:
     """Flat [dw3x3, BN, pw, BN(, ReLU)] as used by the official transitions and fuse paths.
 
     The numeric child names (0..4) are the official checkpoint's. `bn_cls` lets the fusion use
@@ -75,17 +77,24 @@ class SharedReLU(nn.ReLU):
 
 
 class TwiceUpdatedBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training step updates the running statistics as if it had run twice.
+    """BatchNorm2d whose running statistics get two updates per training step, as in the official code.
 
     The official fusion evaluates each branch-0 -> branch-i path twice on the same input (§2.6 of
-    architecture.md), so its BatchNorm layers get two identical momentum updates per iteration:
-    r <- (1-m)^2 r + (1 - (1-m)^2) b. We evaluate the path once and reproduce that update with the
-    equivalent single momentum 1 - (1-m)^2, and count two batches. Outputs are unchanged (training
-    normalises with batch statistics; eval uses the running ones exactly like nn.BatchNorm2d).
+    docs/architecture.md), so its BatchNorm layers get two identical momentum updates per iteration:
+    r <- (1-m)^2 r + (1 - (1-m)^2) b. Our fusion evaluates the path once (runs_per_step=1) and
+    reproduces that update with the equivalent single momentum 1 - (1-m)^2, counting two batches.
+    The official forward order (runs_per_step=2) runs it twice, each run a plain update. Outputs are
+    unchanged either way (training normalises with batch statistics; eval uses the running ones).
     """
 
+    def __init__(self, num_features: int, runs_per_step: int = 1) -> None:
+        super().__init__(num_features)
+        if runs_per_step not in (1, 2):
+            raise ValueError(f'runs_per_step must be 1 or 2, got {runs_per_step}')
+        self.runs_per_step = runs_per_step
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and self.track_running_stats):
+        if self.runs_per_step == 2 or not (self.training and self.track_running_stats):
             return super().forward(x)
         if self.momentum is None:
             raise ValueError('TwiceUpdatedBatchNorm2d needs a fixed momentum (official: 0.1)')
@@ -116,8 +125,8 @@ def pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """`F.adaptive_avg_pool2d(x, size)`; as block sums when the sizes divide (equal up to float rounding).
 
     When H, W are multiples of `size` (always, for inputs that are multiples of 32) each output is the
-    mean of a kh x kw block. Summing the kh rows first keeps a long contiguous inner loop, which is ~4x
-    faster than avg_pool2d on CPU, and exports to ONNX without data-dependent pooling.
+    mean of a kh x kw block. Summing the kh rows first keeps a long contiguous inner loop, which is
+    faster than avg_pool2d on CPU (`tools/benchmark.py model` compares), and exports to ONNX without data-dependent pooling.
     """
     b, c, h, w = x.shape
     hs, ws = size
@@ -145,7 +154,7 @@ def upsample_nearest(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     """`F.interpolate(x, scale_factor=(kh, kw), mode='nearest')` for integer factors, same numbers.
 
     Written as a gather along W plus a broadcast over the kh rows because the ATen nearest kernel is
-    several times slower on CPU (measured 5-28 ms vs 1-2 ms for (8, 40, 32, 24) x2, 1-2 threads); it
+    several times slower on CPU (`tools/benchmark.py model` compares the forms side by side); it
     exports to ONNX as Gather/Expand/Reshape.
     """
     b, c, h, w = x.shape
@@ -154,17 +163,18 @@ def upsample_nearest(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
 
 
 class NearestUpsample(nn.Module):
-    """nn.Upsample(scale_factor=s, mode='nearest') for an integer s, via `upsample_nearest` (see there)."""
+    """nn.Upsample(scale_factor=s, mode='nearest') for an integer s, written by the model's kernels."""
 
-    def __init__(self, scale_factor: int) -> None:
+    def __init__(self, scale_factor: int, kernels: 'Kernels | str' = 'train') -> None:
         super().__init__()
         self.scale_factor = int(scale_factor)
+        self.kernels = get_kernels(kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upsample_nearest(x, self.scale_factor, self.scale_factor)
+        return self.kernels.upsample_nearest(x, self.scale_factor)
 
     def extra_repr(self) -> str:
-        return f'scale_factor={self.scale_factor}, mode=nearest'
+        return f'scale_factor={self.scale_factor}, mode=nearest, kernels={self.kernels.name}'
 
 
 def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -182,3 +192,97 @@ def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return x * F.interpolate(weights, size=(h, w), mode='nearest')
     rows = _repeat_last(weights, w // ws).unsqueeze(3)  # (B, C, hs, 1, W)
     return (x.reshape(b, c, hs, h // hs, w) * rows).view(b, c, h, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel sets: how the model writes the few operations whose best form depends on where it runs.
+def _upsample_gather(x: torch.Tensor, k: int) -> torch.Tensor:
+    return upsample_nearest(x, k, k)
+
+
+def _upsample_interpolate(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Nearest upsampling as one ATen / ONNX Resize with a constant integer scale (nn.Upsample)."""
+    return F.interpolate(x, scale_factor=float(k), mode='nearest')
+
+
+def _multiply_resized_constant(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """x * nearest-resized weights as Resize + Mul, the size a constant of the traced graph."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    if size == (int(weights.shape[-2]), int(weights.shape[-1])):
+        return x * weights
+    return x * F.interpolate(weights, size=size, mode='nearest')
+
+
+def _pool_constant_kernel(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Average pooling to `size` as one AveragePool with a constant kernel (when the sizes divide)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    hs, ws = int(size[0]), int(size[1])
+    if (h, w) == (hs, ws):
+        return x
+    if h % hs or w % ws:
+        return F.adaptive_avg_pool2d(x, (hs, ws))
+    kernel = (h // hs, w // ws)
+    return F.avg_pool2d(x, kernel, kernel)
+
+
+def _bilinear_to_size(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """x resized to like's spatial size (bilinear, corners aligned), the size read from `like`."""
+    return F.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=True)
+
+
+def _bilinear_constant_scale(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """As _bilinear_to_size, but by a constant scale: with a symbolic batch a size would be computed
+    from Shape at run time, which keeps onnxruntime's Resize out of its blocked layout. Same numbers:
+    with align_corners the sampling step is (in - 1) / (out - 1) either way."""
+    scale = (float(int(like.shape[-2]) // int(x.shape[-2])), float(int(like.shape[-1]) // int(x.shape[-1])))
+    return F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=True)
+
+
+def _official_multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return x * F.interpolate(weights, size=x.shape[-2:], mode='nearest')
+
+
+def _official_concat_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return channel_shuffle(torch.cat((a, b), dim=1), 2)
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """How a model writes the operations whose best form depends on where it runs; chosen when the
+    model is built (`build_model(cfg, kernels=...)`) and held by the modules that use it.
+
+    Every set computes the same function (block pooling equals adaptive pooling up to float rounding).
+    """
+
+    name: str
+    upsample_nearest: Callable[[torch.Tensor, int], torch.Tensor]  # (x, integer factor)
+    multiply_nearest: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # x * weights resized to x
+    pool_to: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # average pooling to a size
+    concat_shuffle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # cat([a, b]) + 2-group shuffle
+    upsample_bilinear_to: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, like): x at like's size
+    official_fusion: bool  # the official fusion loop: in-place sums, each branch-0 path run twice
+
+
+KERNELS: dict[str, Kernels] = {
+    # Eager PyTorch: gathers and broadcasting instead of ATen's slow nearest resize, block sums instead
+    # of adaptive pooling, one stack for concat + shuffle, each branch-0 fuse path run once.
+    'train': Kernels('train', _upsample_gather, multiply_nearest, pool_to, concat_shuffle, _bilinear_to_size,
+                     official_fusion=False),
+    # ONNX export: one standard operator each with constant sizes (the eager forms above trace into long
+    # Shape/Gather/Expand/ReduceSum chains that onnxruntime runs slowly).
+    'export': Kernels('export', _upsample_interpolate, _multiply_resized_constant, _pool_constant_kernel,
+                      concat_shuffle, _bilinear_constant_scale, official_fusion=False),
+    # The official code's idioms and forward order, the speed baseline: sizes read from tensors at run
+    # time, adaptive pooling, cat + view/transpose/view, and its fusion loop.
+    'official': Kernels('official', _upsample_interpolate, _official_multiply_nearest, F.adaptive_avg_pool2d,
+                        _official_concat_shuffle, _bilinear_to_size, official_fusion=True),
+}
+
+
+def get_kernels(kernels: 'Kernels | str') -> Kernels:
+    """A kernel set by name (one of KERNELS) or the set itself."""
+    if isinstance(kernels, Kernels):
+        return kernels
+    if kernels not in KERNELS:
+        raise ValueError(f'kernels must be one of {tuple(KERNELS)}, got {kernels!r}')
+    return KERNELS[kernels]

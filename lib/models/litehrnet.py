@@ -1,12 +1,15 @@
 """Lite-HRNet (Yu et al., CVPR 2021) for top-down pose estimation, without mmcv.
 
-Written from the architecture notes in ../shared/reference/architecture.md, which describe the official
-code (HRNet/Lite-HRNet @ 7b9049d, `models/backbones/litehrnet.py`, with mmpose 0.x's TopDownSimpleHead).
+Written from the architecture notes in docs/architecture.md, which describe the official code
+(`models/backbones/litehrnet.py` of the Lite-HRNet repository, with mmpose 0.x's TopDownSimpleHead).
 Module and parameter names are the official ones, so official mmpose checkpoints load unchanged.
 Numbers are the official ones too, including the unusual fusion rule (see `LiteHRModule.fuse`).
 
 Shape legend: B batch, C channels, H x W input size; branch k runs at stride 4 * 2^k.
 The architecture of every variant is one row of `VARIANTS`; YAML files only name the row.
+The few operations whose best written form depends on where the model runs (eager training, ONNX
+export, or the official code's forward order as a speed baseline) come from a `Kernels` set chosen
+when the model is built (`lib.models.layers.KERNELS`); the modules hold it, nothing is patched.
 """
 from __future__ import annotations
 
@@ -16,14 +19,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import (ConvBNAct, NearestUpsample, SharedReLU, TwiceUpdatedBatchNorm2d, concat_shuffle,
-                     depthwise, dw_pw_sequential, multiply_nearest, pool_to)
+from .layers import (KERNELS, ConvBNAct, Kernels, NearestUpsample, SharedReLU, TwiceUpdatedBatchNorm2d, depthwise,
+                     dw_pw_sequential, get_kernels)
 
-__all__ = ['LiteHRNetSpec', 'VARIANTS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fold_conv_bn']
+__all__ = ['LiteHRNetSpec', 'VARIANTS', 'KERNELS', 'LiteHRNet', 'TopDownSimpleHead', 'PoseLiteHRNet', 'fold_conv_bn',
+           'branch_source']
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,8 +95,10 @@ def run_maybe_checkpointed(module: nn.Module, fn: Callable, *args: torch.Tensor,
 class Stem(nn.Module):
     """3 -> stem_out channels at stride 4: strided conv, then a ShuffleNetV2-style downsampling unit."""
 
-    def __init__(self, in_channels: int, stem_channels: int, out_channels: int, expand_ratio: float) -> None:
+    def __init__(self, in_channels: int, stem_channels: int, out_channels: int, expand_ratio: float,
+                 kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         self.conv1 = ConvBNAct(in_channels, stem_channels, 3, stride=2)
         mid = int(round(stem_channels * expand_ratio))
         branch = stem_channels // 2
@@ -107,7 +112,7 @@ class Stem(nn.Module):
         x = self.conv1(x)
         x1, x2 = x.chunk(2, dim=1)
         x2 = self.linear_conv(self.depthwise_conv(self.expand_conv(x2)))
-        return concat_shuffle(self.branch1(x1), x2)
+        return self.kernels.concat_shuffle(self.branch1(x1), x2)
 
 
 class SpatialWeighting(nn.Module):
@@ -126,8 +131,9 @@ class SpatialWeighting(nn.Module):
 class CrossResolutionWeighting(nn.Module):
     """Channel weights computed from all branches pooled to the lowest resolution (list in, list out)."""
 
-    def __init__(self, channels: Sequence[int], ratio: int) -> None:
+    def __init__(self, channels: Sequence[int], ratio: int, kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         self.channels = list(channels)
         total = sum(channels)
         self.conv1 = ConvBNAct(total, int(total / ratio), 1, act='relu')
@@ -135,18 +141,19 @@ class CrossResolutionWeighting(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         size = tuple(xs[-1].shape[-2:])
-        pooled = [pool_to(x, size) for x in xs[:-1]] + [xs[-1]]
+        pooled = [self.kernels.pool_to(x, size) for x in xs[:-1]] + [xs[-1]]
         weights = self.conv2(self.conv1(torch.cat(pooled, dim=1))).split(self.channels, dim=1)
-        return [multiply_nearest(x, w) for x, w in zip(xs, weights)]
+        return [self.kernels.multiply_nearest(x, w) for x, w in zip(xs, weights)]
 
 
 class ConditionalChannelWeighting(nn.Module):
     """LITE block: half of each branch is reweighted across resolutions and spatially, then shuffled back."""
 
-    def __init__(self, channels: Sequence[int], reduce_ratio: int) -> None:
+    def __init__(self, channels: Sequence[int], reduce_ratio: int, kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         halves = [c // 2 for c in channels]
-        self.cross_resolution_weighting = CrossResolutionWeighting(halves, reduce_ratio)
+        self.cross_resolution_weighting = CrossResolutionWeighting(halves, reduce_ratio, self.kernels)
         self.depthwise_convs = nn.ModuleList([depthwise(c) for c in halves])
         self.spatial_weighting = nn.ModuleList([SpatialWeighting(c) for c in halves])
 
@@ -154,32 +161,34 @@ class ConditionalChannelWeighting(nn.Module):
         keep, proc = zip(*(x.chunk(2, dim=1) for x in xs))
         proc = self.cross_resolution_weighting(list(proc))
         proc = [sw(dw(p)) for p, dw, sw in zip(proc, self.depthwise_convs, self.spatial_weighting)]
-        return [concat_shuffle(k, p) for k, p in zip(keep, proc)]
+        return [self.kernels.concat_shuffle(k, p) for k, p in zip(keep, proc)]
 
 
 class ShuffleUnit(nn.Module):
     """NAIVE block: ShuffleNetV2 stride-1 unit (pw-dw-pw on the second half, then shuffle)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         half = channels // 2
         self.branch2 = nn.Sequential(ConvBNAct(half, half, 1), depthwise(half), ConvBNAct(half, half, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = x.chunk(2, dim=1)
-        return concat_shuffle(a, self.branch2(b))
+        return self.kernels.concat_shuffle(a, self.branch2(b))
 
 
-def _fuse_path(channels: Sequence[int], i: int, j: int) -> nn.Module | None:
+def _fuse_path(channels: Sequence[int], i: int, j: int, kernels: Kernels) -> nn.Module | None:
     """F_ij: branch j -> resolution and channels of branch i (None when i == j)."""
     if j > i:
         return nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), nn.BatchNorm2d(channels[i]),
-                             NearestUpsample(2 ** (j - i)))
+                             NearestUpsample(2 ** (j - i), kernels))
     if j == i:
         return None
-    # The official forward runs F_i0 twice per call (see LiteHRModule.fuse_branches); we run it once and let
-    # its BN layers apply the official two running-statistics updates per training step.
-    bn_cls = TwiceUpdatedBatchNorm2d if j == 0 else nn.BatchNorm2d
+    # The official forward runs F_i0 twice per call (see LiteHRModule.fuse_branches); ours runs it once and
+    # lets its BN layers apply the official two running-statistics updates per training step.
+    runs = 2 if kernels.official_fusion else 1
+    bn_cls = (lambda n: TwiceUpdatedBatchNorm2d(n, runs)) if j == 0 else nn.BatchNorm2d
     steps = [dw_pw_sequential(channels[j], channels[j] if k < i - j - 1 else channels[i], 2,
                               relu=k < i - j - 1, bn_cls=bn_cls) for k in range(i - j)]
     return nn.Sequential(*steps)
@@ -189,20 +198,21 @@ class LiteHRModule(nn.Module):
     """Blocks on every branch, then multi-resolution fusion; the channel list is unchanged."""
 
     def __init__(self, module_type: str, channels: Sequence[int], num_blocks: int, reduce_ratio: int,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False, kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         self.module_type = module_type
         self.with_cp = with_cp
         n = len(channels)
         if module_type == 'LITE':
-            self.layers = nn.Sequential(*[ConditionalChannelWeighting(channels, reduce_ratio)
+            self.layers = nn.Sequential(*[ConditionalChannelWeighting(channels, reduce_ratio, self.kernels)
                                           for _ in range(num_blocks)])
         elif module_type == 'NAIVE':
-            self.layers = nn.ModuleList([nn.Sequential(*[ShuffleUnit(c) for _ in range(num_blocks)])
+            self.layers = nn.ModuleList([nn.Sequential(*[ShuffleUnit(c, self.kernels) for _ in range(num_blocks)])
                                          for c in channels])
         else:
             raise ValueError(f"module_type must be 'LITE' or 'NAIVE', got {module_type!r}")
-        self.fuse_layers = nn.ModuleList([nn.ModuleList([_fuse_path(channels, i, j) for j in range(n)])
+        self.fuse_layers = nn.ModuleList([nn.ModuleList([_fuse_path(channels, i, j, self.kernels) for j in range(n)])
                                           for i in range(n)])
         self.relu = SharedReLU()  # one module shared by all outputs, as in the official code
 
@@ -235,6 +245,8 @@ class LiteHRModule(nn.Module):
         n = len(xs)
         if n == 1:  # the official module skips fusion for a single branch
             return xs
+        if self.kernels.official_fusion:
+            return self._official_fuse_branches(xs)
         s0 = torch.add(self.fuse_layers[0][1](xs[1]), xs[0], alpha=2)
         for j in range(2, n):
             s0 += self.fuse_layers[0][j](xs[j])
@@ -247,6 +259,18 @@ class LiteHRModule(nn.Module):
             outs.append(self.relu(y, inplace=True))
         return outs
 
+    def _official_fuse_branches(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The official loop as written: the accumulator of output 0 is the branch-0 tensor itself,
+        sums are in place, and F_i0 runs twice (the speed baseline of the 'official' kernels)."""
+        xs = list(xs)
+        outs = []
+        for i in range(len(xs)):
+            y = xs[0] if i == 0 else self.fuse_layers[i][0](xs[0])
+            for j in range(len(xs)):
+                y += xs[j] if i == j else self.fuse_layers[i][j](xs[j])
+            outs.append(self.relu(y))
+        return outs
+
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.fuse_branches(self._blocks(xs))
 
@@ -254,8 +278,9 @@ class LiteHRModule(nn.Module):
 class IterativeHead(nn.Module):
     """Lowest -> highest resolution: add the bilinearly upsampled previous result, then dw-pw project."""
 
-    def __init__(self, channels: Sequence[int]) -> None:
+    def __init__(self, channels: Sequence[int], kernels: Kernels | str = 'train') -> None:
         super().__init__()
+        self.kernels = get_kernels(kernels)
         rev = list(channels)[::-1]  # e.g. 320, 160, 80, 40 -> outputs 160, 80, 40, 40
         self.projects = nn.ModuleList([_DepthwiseSeparable(cin, cout) for cin, cout in zip(rev, rev[1:] + rev[-1:])])
 
@@ -264,7 +289,7 @@ class IterativeHead(nn.Module):
         last = None
         for k, x in enumerate(reversed(xs)):
             if last is not None:
-                x = x + F.interpolate(last, size=x.shape[-2:], mode='bilinear', align_corners=True)
+                x = x + self.kernels.upsample_bilinear_to(last, x)
             last = self.projects[k](x)
         return last
 
@@ -286,18 +311,21 @@ class _DepthwiseSeparable(nn.Module):
 class LiteHRNet(nn.Module):
     """Backbone: stem, (transition, stage) x 3, IterativeHead. (B, 3, H, W) -> (B, C0, H/4, W/4)."""
 
-    def __init__(self, spec: LiteHRNetSpec, in_channels: int = 3, with_cp: bool = False) -> None:
+    def __init__(self, spec: LiteHRNetSpec, in_channels: int = 3, with_cp: bool = False,
+                 kernels: Kernels | str = 'train') -> None:
         super().__init__()
         self.spec = spec
-        self.stem = Stem(in_channels, spec.stem_channels, spec.stem_out_channels, spec.stem_expand_ratio)
+        kernels = get_kernels(kernels)
+        self.stem = Stem(in_channels, spec.stem_channels, spec.stem_out_channels, spec.stem_expand_ratio, kernels)
         prev = [spec.stem_out_channels]
         for s, channels in enumerate(spec.num_channels):
             self.add_module(f'transition{s}', self._transition(prev, channels))
-            modules = [LiteHRModule(spec.module_type, channels, spec.num_blocks[s], spec.reduce_ratios[s], with_cp)
+            modules = [LiteHRModule(spec.module_type, channels, spec.num_blocks[s], spec.reduce_ratios[s], with_cp,
+                                    kernels)
                        for _ in range(spec.num_modules[s])]
             self.add_module(f'stage{s}', nn.Sequential(*modules))
             prev = list(channels)
-        self.head_layer = IterativeHead(prev)
+        self.head_layer = IterativeHead(prev, kernels)
 
     @staticmethod
     def _transition(prev: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
@@ -311,16 +339,26 @@ class LiteHRNet(nn.Module):
                                                                relu=True) for k in range(steps)]))
         return nn.ModuleList(layers)
 
+    def stages(self) -> Iterator[tuple[nn.ModuleList, nn.Sequential]]:
+        """(transition, stage) pairs in forward order; a transition holds one layer (or None) per branch."""
+        for s in range(len(self.spec.num_channels)):
+            yield getattr(self, f'transition{s}'), getattr(self, f'stage{s}')
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ys = [self.stem(x)]
-        for s in range(len(self.spec.num_channels)):
-            transition = getattr(self, f'transition{s}')
+        for transition, stage in self.stages():
             xs = []
             for i, layer in enumerate(transition):
-                src = ys[i] if i < len(ys) else ys[-1]
+                src = ys[branch_source(i, len(ys))]
                 xs.append(src if layer is None else layer(src))
-            ys = getattr(self, f'stage{s}')(xs)
+            ys = stage(xs)
         return self.head_layer(ys)
+
+
+def branch_source(branch: int, num_inputs: int) -> int:
+    """Which output of the previous stage feeds `branch` of the next: the same branch, and for a new
+    (lower-resolution) branch the lowest one."""
+    return min(branch, num_inputs - 1)
 
 
 class TopDownSimpleHead(nn.Module):
@@ -338,12 +376,14 @@ class PoseLiteHRNet(nn.Module):
     """Backbone + keypoint head: normalised images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4)."""
 
     def __init__(self, spec: LiteHRNetSpec, num_joints: int, with_cp: bool = False, norm_eval: bool = False,
-                 init: str = 'official') -> None:
+                 init: str = 'official', kernels: Kernels | str = 'train') -> None:
         super().__init__()
-        self.backbone = LiteHRNet(spec, with_cp=with_cp)
+        self.kernels = get_kernels(kernels)
+        self.backbone = LiteHRNet(spec, with_cp=with_cp, kernels=self.kernels)
         self.keypoint_head = TopDownSimpleHead(spec.head_channels, num_joints)
         self.norm_eval = norm_eval
         self.bn_folded = False  # set on the copies made by fold_bn(), which have no BatchNorm left
+        self._build_args = dict(spec=spec, num_joints=num_joints, with_cp=with_cp, norm_eval=norm_eval, init=init)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -360,6 +400,18 @@ class PoseLiteHRNet(nn.Module):
                     m.eval()
         return self
 
+    def with_kernels(self, kernels: Kernels | str) -> 'PoseLiteHRNet':
+        """The same network and weights built with another kernel set (a new model; this one is unchanged):
+        'train', 'export' (ONNX) or 'official' (the official code's forward order, a speed baseline)."""
+        if self.bn_folded:
+            raise RuntimeError('choose the kernels before fold_bn(): model.with_kernels(k).fold_bn()')
+        weights = next(self.parameters())
+        with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG alone
+            model = PoseLiteHRNet(**self._build_args, kernels=kernels)
+        model = model.to(weights.device, weights.dtype)
+        model.load_state_dict(self.state_dict())
+        return model.train(self.training)
+
     @torch.no_grad()
     def fold_bn(self) -> 'PoseLiteHRNet':
         """An eval-only copy with every BatchNorm folded into the conv before it (same outputs)."""
@@ -372,7 +424,7 @@ class PoseLiteHRNet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Initialisation and BN folding
 def init_weights(model: nn.Module, scheme: str) -> None:
-    """'official': every conv N(0, 0.001^2), bias 0, BN 1/0 (as released; §4 of architecture.md).
+    """'official': every conv N(0, 0.001^2), bias 0, BN 1/0 (as released; §4 of docs/architecture.md).
 
     'kaiming': convs Kaiming-normal (fan_out, ReLU gain, as torchvision's ShuffleNet/MobileNet), BN 1/0,
     the final 1x1 head N(0, 0.01^2). Larger backbone weights and a 10x larger head give early gradients

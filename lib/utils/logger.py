@@ -18,9 +18,14 @@ from typing import Callable
 from lib.config import output_dirs
 from lib.utils.dist import cleanup, get_rank
 
-__all__ = ['create_logger', 'run_tool']
+__all__ = ['UserError', 'create_logger', 'run_tool']
 
 _FORMAT = '%(asctime)s %(levelname)s %(message)s'
+
+
+class UserError(RuntimeError):
+    """A failure the user fixes (a setting, an input, a diverged run), not a bug: `run_tool` prints it as
+    one 'error: …' line. Library code raises subclasses, e.g. lib.core.function.NonFiniteLossError."""
 
 
 class _TqdmStreamHandler(logging.StreamHandler):
@@ -66,12 +71,11 @@ def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[l
 def run_tool(main: Callable[[], int]) -> int:
     """Run a tool's `main()`; a user error (bad config, missing or mismatched file, NaN loss) becomes one
     'error: …' line on stderr and exit status 1 instead of a traceback. LITEHRNET_TRACEBACK=1 re-raises."""
-    from lib.core.function import NonFiniteLossError
     from lib.utils.checkpoint import CheckpointError
 
     try:
         return main()
-    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLossError) as err:  # ConfigError is a ValueError
+    except (ValueError, FileNotFoundError, CheckpointError, UserError) as err:  # ConfigError is a ValueError
         if os.environ.get('LITEHRNET_TRACEBACK'):
             raise
         print(f'error: {err}', file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
 """Parameter and FLOP counts, by the rule of the published Lite-HRNet table and as true multiply-adds.
 
 The published "FLOPs" column was produced by the official `tools/summary_network.py` (torchstat), whose
-rule is reproduced here (architecture.md §6.1):
+rule is reproduced here (docs/architecture.md §6.1):
   * one forward at batch 1 with forward hooks on every leaf module; a module called several times keeps
     only its LAST call (so the official twice-run fuse paths count once, and the one fuse ReLU shared by
     all outputs of a module counts only for its lowest-resolution output);
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lib.models.layers import NearestUpsample
+from .layers import NearestUpsample
 
 __all__ = ['Complexity', 'count_complexity', 'count_params', 'module_rule_cost']
 

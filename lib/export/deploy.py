@@ -1,7 +1,11 @@
-"""An inference-only form of a trained Lite-HRNet that onnxruntime runs faster (1.5x for Lite-HRNet-18).
+"""An inference-only form of a trained Lite-HRNet that onnxruntime runs faster.
 
     deploy = to_deploy(model)        # same heatmaps as model.eval() (float rounding apart)
-    torch.onnx.export(deploy, ...)   # what demo/convert2onnx.py exports by default
+    export_onnx(deploy, ...)         # what demo/convert2onnx.py exports by default
+
+The deploy form is the model itself (a BatchNorm-folded copy) with its stem, transitions, modules,
+head projections and final layer replaced by the equivalents below: LiteHRNet.forward still walks
+the network, and the layouts are derived from the model's own modules.
 
 Why: in the trained form every block splits each branch into halves, works on one half and
 shuffles the halves back together (Split, Concat, Reshape), and multiplies by channel weights that
@@ -23,10 +27,12 @@ What changes (the arithmetic of every output channel stays the same):
   * The cross-resolution weights come from one convolution per branch instead of one split output.
   * The official fusion doubles F_i0(s_0) and x_0 (see `LiteHRModule.fuse_branches`): the factor 2 is
     folded into the last convolution of F_i0 (exact in binary floating point) and x_0 + x_0.
-  * Channel counts that are not a multiple of 8 (the NCHWc block) are padded with zero channels,
-    which changes no output: the reduced weighting convolutions, and the branches of Naive
-    Lite-HRNet-18 (30 and 60 channels; a zero channel stays zero through every block and fusion).
+  * Channel counts that are not a multiple of the NCHWc channel block are padded with zero channels,
+    which changes no output: the reduced weighting convolutions, and branches such as Naive
+    Lite-HRNet-18's 30 and 60 channels (a zero channel stays zero through every block and fusion).
     Without this, onnxruntime converts those tensors to plain NCHW and back around every operator.
+    The block is onnxruntime's on the exporting CPU (16 with AVX-512, 8 with AVX2;
+    `lib.export.runtime.nchwc_block`), or `channel_block=` for another target: 16 suits both.
 
 `tests/test_deploy.py` compares the deploy form with the trained form for every variant.
 """
@@ -38,12 +44,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .litehrnet import (ConditionalChannelWeighting, LiteHRModule, LiteHRNet, PoseLiteHRNet, ShuffleUnit, Stem)
+import copy
 
-__all__ = ['to_deploy', 'DeployPoseLiteHRNet', 'SATURATE']
+from lib.models.layers import get_kernels
+from lib.models.litehrnet import (ConditionalChannelWeighting, IterativeHead, LiteHRModule, PoseLiteHRNet,
+                                  ShuffleUnit, Stem, branch_source)
+
+__all__ = ['to_deploy', 'SATURATE']
 
 SATURATE = 100.0  # bias that makes a sigmoid output exactly 1.0 in float32 (1 - 3.7e-44 rounds to 1)
-CHANNEL_BLOCK = 8  # onnxruntime's NCHWc block on AVX2 (16 on AVX-512 divides none of ours anyway)
 
 Layout = list  # Layout[p] = logical channel held by physical channel p of a branch tensor, or -1 (zero padding)
 Index = Sequence[int]  # per new channel: the old channel it copies, or -1 for a neutral channel
@@ -53,13 +62,9 @@ def _identity(n: int) -> Layout:
     return list(range(n))
 
 
-def _round_up(n: int, block: int = CHANNEL_BLOCK) -> int:
-    return -(-n // block) * block
-
-
-def _padded(n: int) -> list[int]:
-    """Index (or layout) of n channels followed by zero channels up to a multiple of CHANNEL_BLOCK."""
-    return list(range(n)) + [-1] * (_round_up(n) - n)
+def _padded(n: int, block: int) -> list[int]:
+    """Index (or layout) of n channels followed by zero channels up to a multiple of `block`."""
+    return list(range(n)) + [-1] * (-(-n // block) * block - n)
 
 
 def _half(layout: Layout) -> int:
@@ -161,12 +166,13 @@ class DwPw(nn.Module):
     """Folded [dw3x3, pw1x1(, ReLU)] of a transition, fusion or head step, reading input layout
     `layout` and writing `out_index` order (None: logical order, zero-padded to the channel block)."""
 
-    def __init__(self, seq: nn.Sequential, layout: Layout, out_index: Index | None = None,
+    def __init__(self, seq: nn.Sequential, layout: Layout, block: int, out_index: Index | None = None,
                  scale: float = 1.0) -> None:
         super().__init__()
         convs = [m for m in seq if isinstance(m, nn.Conv2d)]
         self.depthwise = remap_depthwise(convs[0], layout, neutral='zero')
-        out_index = _padded(convs[1].out_channels) if out_index is None else out_index
+        out_index = _padded(convs[1].out_channels, block) if out_index is None else out_index
+        self.out_layout = list(out_index)
         self.pointwise = _scaled(remap_conv(convs[1], in_index=layout, out_index=out_index), scale)
         self.relu = any(isinstance(m, nn.ReLU) for m in seq)
 
@@ -191,6 +197,9 @@ class DeployStem(nn.Module):
         self.layout = _shuffled(_identity(stem.branch1[1].conv.out_channels + stem.linear_conv.conv.out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = _spatial(x)
+        if height % 32 or width % 32:  # resolutions must halve exactly down to stride 32
+            raise ValueError(f'input {height}x{width} (HxW): the deploy form needs sizes that are multiples of 32')
         b1 = self.branch1(F.relu(self.conv1_first(x)))
         b2 = self.branch2(F.relu(self.conv1_second(x)))
         return torch.cat((b1, b2), dim=1)
@@ -199,10 +208,10 @@ class DeployStem(nn.Module):
 class DeployCCW(nn.Module):
     """ConditionalChannelWeighting on full-width branches in `layouts`; see the module docstring."""
 
-    def __init__(self, block: ConditionalChannelWeighting, layouts: list[Layout]) -> None:
+    def __init__(self, ccw: ConditionalChannelWeighting, layouts: list[Layout], block: int) -> None:
         super().__init__()
         proc = [_processed_index(layout) for layout in layouts]
-        crw = block.cross_resolution_weighting
+        crw = ccw.cross_resolution_weighting
         offsets = [sum(crw.channels[:i]) for i in range(len(layouts))]
         # The reduction reads the pooled processed halves of all branches (kept channels: zero columns),
         # as one convolution per branch summed (conv(cat(p_i)) = sum_i conv_i(p_i), bias once): no
@@ -212,19 +221,19 @@ class DeployCCW(nn.Module):
         mid = crw.conv1.conv.out_channels
         self.crw_reduce = nn.ModuleList()
         for i, column in enumerate(columns):
-            conv = remap_conv(crw.conv1.conv, in_index=column, out_index=_padded(mid))
+            conv = remap_conv(crw.conv1.conv, in_index=column, out_index=_padded(mid, block))
             if i:
                 nn.init.zeros_(conv.bias)
             self.crw_reduce.append(conv)
         self.crw_expand = nn.ModuleList([
-            remap_conv(crw.conv2.conv, in_index=_padded(mid), out_index=column, fill_bias=SATURATE)
+            remap_conv(crw.conv2.conv, in_index=_padded(mid, block), out_index=column, fill_bias=SATURATE)
             for column in columns])
-        self.depthwise = nn.ModuleList([remap_depthwise(dw.conv, index) for dw, index in zip(block.depthwise_convs, proc)])
+        self.depthwise = nn.ModuleList([remap_depthwise(dw.conv, index) for dw, index in zip(ccw.depthwise_convs, proc)])
         self.se_reduce, self.se_expand = nn.ModuleList(), nn.ModuleList()
-        for sw, index in zip(block.spatial_weighting, proc):
+        for sw, index in zip(ccw.spatial_weighting, proc):
             reduced = sw.conv1.conv.out_channels
-            self.se_reduce.append(remap_conv(sw.conv1.conv, in_index=index, out_index=_padded(reduced)))
-            self.se_expand.append(remap_conv(sw.conv2.conv, in_index=_padded(reduced), out_index=index,
+            self.se_reduce.append(remap_conv(sw.conv1.conv, in_index=index, out_index=_padded(reduced, block)))
+            self.se_expand.append(remap_conv(sw.conv2.conv, in_index=_padded(reduced, block), out_index=index,
                                              fill_bias=SATURATE))
         self.out_layouts = [_shuffled(layout) for layout in layouts]
 
@@ -273,11 +282,11 @@ class DeployShuffleUnit(nn.Module):
     """NAIVE ShuffleUnit on a full-width branch: relu(pw2(dw(relu(pw1(x_proc))))) written into the
     processed slots (zero rows elsewhere) plus a 1x1 depthwise 'keep' conv that copies the kept slots."""
 
-    def __init__(self, unit: ShuffleUnit, layout: Layout) -> None:
+    def __init__(self, unit: ShuffleUnit, layout: Layout, block: int) -> None:
         super().__init__()
         index = _processed_index(layout)
         pw1, dw, pw2 = (m.conv for m in unit.branch2)
-        inner = _padded(pw1.out_channels)  # the processed half, padded to whole channel blocks
+        inner = _padded(pw1.out_channels, block)  # the processed half, padded to whole channel blocks
         self.pw1 = remap_conv(pw1, in_index=index, out_index=inner)
         self.dw = remap_depthwise(dw, inner, neutral='zero')
         self.pw2 = remap_conv(pw2, in_index=inner, out_index=index)
@@ -295,7 +304,7 @@ class DeployShuffleUnit(nn.Module):
 class DeployFusion(nn.Module):
     """LiteHRModule.fuse_branches with the doubled F_i0 folded; output i keeps branch i's layout."""
 
-    def __init__(self, module: LiteHRModule, layouts: list[Layout]) -> None:
+    def __init__(self, module: LiteHRModule, layouts: list[Layout], block: int) -> None:
         super().__init__()
         n = len(layouts)
         paths: list[nn.ModuleList] = []
@@ -310,7 +319,7 @@ class DeployFusion(nn.Module):
                 else:  # stride-2 dw-pw steps; the doubled branch-0 path has its factor 2 folded in
                     steps = list(path)
                     row.append(nn.Sequential(*[
-                        DwPw(step, layouts[j] if k == 0 else _padded(step[0].in_channels),
+                        DwPw(step, layouts[j] if k == 0 else _padded(step[0].in_channels, block), block,
                              out_index=layouts[i] if k == len(steps) - 1 else None,
                              scale=2.0 if (j == 0 and k == len(steps) - 1) else 1.0)
                         for k, step in enumerate(steps)]))
@@ -348,25 +357,25 @@ class DeployFusion(nn.Module):
 class DeployModule(nn.Module):
     """Blocks then fusion of one LiteHRModule, on full-width branches."""
 
-    def __init__(self, module: LiteHRModule, layouts: list[Layout]) -> None:
+    def __init__(self, module: LiteHRModule, layouts: list[Layout], block: int) -> None:
         super().__init__()
         self.module_type = module.module_type
         self.blocks = nn.ModuleList()
         if module.module_type == 'LITE':
-            for block in module.layers:
-                self.blocks.append(DeployCCW(block, layouts))
+            for ccw in module.layers:
+                self.blocks.append(DeployCCW(ccw, layouts, block))
                 layouts = self.blocks[-1].out_layouts
         else:
             new_layouts = []
             for units, layout in zip(module.layers, layouts):
                 chain = nn.Sequential()
                 for unit in units:
-                    chain.append(DeployShuffleUnit(unit, layout))
+                    chain.append(DeployShuffleUnit(unit, layout, block))
                     layout = chain[-1].out_layout
                 self.blocks.append(chain)
                 new_layouts.append(layout)
             layouts = new_layouts
-        self.fusion = DeployFusion(module, layouts) if len(layouts) > 1 else None
+        self.fusion = DeployFusion(module, layouts, block) if len(layouts) > 1 else None
         self.out_layouts = layouts
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -382,91 +391,52 @@ class DeployModule(nn.Module):
         return self.fusion(xs) if self.fusion is not None else xs
 
 
-class DeployLiteHRNet(nn.Module):
-    """LiteHRNet backbone in deploy form: (B, 3, H, W) -> (B, C0, H/4, W/4) in `out_layout` (logical
-    channel order, zero channels appended up to a multiple of CHANNEL_BLOCK)."""
+@torch.no_grad()
+def to_deploy(model: PoseLiteHRNet, channel_block: int | None = None) -> PoseLiteHRNet:
+    """The deploy form of `model` (its current weights, BatchNorm running statistics folded): a new,
+    inference-only PoseLiteHRNet whose parts are replaced by the deploy equivalents above.
 
-    def __init__(self, backbone: LiteHRNet) -> None:
-        super().__init__()
-        self.stem = DeployStem(backbone.stem)
-        layouts = [self.stem.layout]
-        self.transitions, self.stages = nn.ModuleList(), nn.ModuleList()
-        self.sources: list[list[int]] = []  # per stage: which previous output feeds each branch
-        for s, channels in enumerate(backbone.spec.num_channels):
-            transition = nn.ModuleList()
-            sources, new_layouts = [], []
-            for i, layer in enumerate(getattr(backbone, f'transition{s}')):
-                src = min(i, len(layouts) - 1)
-                sources.append(src)
-                if layer is None:
-                    transition.append(nn.Identity())
-                    new_layouts.append(layouts[src])
-                    continue
-                steps = list(layer) if isinstance(layer[0], nn.Sequential) else [layer]
-                transition.append(nn.Sequential(*[
-                    DwPw(step, layouts[src] if k == 0 else _padded(step[0].in_channels))
-                    for k, step in enumerate(steps)]))
-                new_layouts.append(_padded(channels[i]))  # zero channels up to whole NCHWc blocks
-            stage = nn.ModuleList()
-            layouts = new_layouts
-            for module in getattr(backbone, f'stage{s}'):
-                stage.append(DeployModule(module, layouts))
-                layouts = stage[-1].out_layouts
-            self.transitions.append(transition)
-            self.stages.append(stage)
-            self.sources.append(sources)
-        # IterativeHead, lowest resolution first; each projection writes the next branch's layout.
-        head = backbone.head_layer
-        n = len(layouts)
-        order = list(reversed(range(n)))
-        self.head = nn.ModuleList([
-            DwPw(nn.Sequential(p.depthwise_conv.conv, p.pointwise_conv.conv, nn.ReLU()), layouts[b],
-                 out_index=layouts[order[k + 1]] if k + 1 < n else None)
-            for k, (p, b) in enumerate(zip(head.projects, order))])
-        self.out_layout = _padded(head.projects[-1].pointwise_conv.conv.out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ys = [self.stem(x)]
-        for transition, stage, sources in zip(self.transitions, self.stages, self.sources):
-            xs = [layer(ys[src]) for layer, src in zip(transition, sources)]
-            for module in stage:
-                xs = module(xs)
-            ys = xs
-        last = None
-        for project, x in zip(self.head, reversed(ys)):
-            if last is not None:
-                # Constant scale, not size=: a size is computed from Shape at run time in a dynamic-batch
-                # export, which keeps onnxruntime's Resize out of NCHWc. Same numbers: with
-                # align_corners the sampling step is (in - 1) / (out - 1) either way.
-                x = x + F.interpolate(last, scale_factor=2.0, mode='bilinear', align_corners=True)
-            last = project(x)
-        return last
-
-
-class DeployPoseLiteHRNet(nn.Module):
-    """Deploy-form backbone + the keypoint head: normalised images -> heatmaps, like PoseLiteHRNet.eval()."""
-
-    def __init__(self, model: PoseLiteHRNet) -> None:
-        super().__init__()
-        fused = model if model.bn_folded else model.fold_bn()
-        self.backbone = DeployLiteHRNet(fused.backbone)
-        self.final_layer = remap_conv(fused.keypoint_head.final_layer, in_index=self.backbone.out_layout)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = _spatial(x)
-        if height % 32 or width % 32:  # resolutions must halve exactly down to stride 32
-            raise ValueError(f'input {height}x{width} (HxW): the deploy form needs sizes that are multiples of 32')
-        return self.final_layer(self.backbone(x))
-
-    def train(self, mode: bool = True) -> 'DeployPoseLiteHRNet':
-        if mode:
-            raise RuntimeError('the deploy form is for inference only; train the PoseLiteHRNet it came from')
-        return super().train(False)
-
-
-def to_deploy(model: PoseLiteHRNet) -> DeployPoseLiteHRNet:
-    """The deploy form of `model` (its current weights; BatchNorm running statistics folded)."""
+    channel_block: pad channel counts to multiples of this (onnxruntime's NCHWc block); None detects it
+    for this CPU (`lib.export.runtime.nchwc_block`).
+    """
     if not isinstance(model, PoseLiteHRNet):
         raise TypeError(f'to_deploy takes a PoseLiteHRNet, got {type(model).__name__}')
-    return DeployPoseLiteHRNet(model)
+    if channel_block is None:
+        from .runtime import nchwc_block
+        channel_block = nchwc_block() or 8
+    if channel_block < 1:
+        raise ValueError(f'channel_block must be a positive number of channels, got {channel_block}')
+    deploy = copy.deepcopy(model).eval() if model.bn_folded else model.fold_bn()
+    backbone = deploy.backbone
+    backbone.stem = DeployStem(backbone.stem)
+    layouts = [backbone.stem.layout]
+    for transition, stage in backbone.stages():
+        sources = [layouts[branch_source(i, len(layouts))] for i in range(len(transition))]
+        layouts = []
+        for i, (layer, layout) in enumerate(zip(transition, sources)):
+            if layer is not None:
+                steps = list(layer) if isinstance(layer[0], nn.Sequential) else [layer]
+                converted = []
+                for step in steps:
+                    converted.append(DwPw(step, layout, channel_block))
+                    layout = converted[-1].out_layout
+                transition[i] = nn.Sequential(*converted)
+            layouts.append(layout)
+        for m, module in enumerate(stage):
+            stage[m] = DeployModule(module, layouts, channel_block)
+            layouts = stage[m].out_layouts
+    # IterativeHead, lowest resolution first; each projection writes the next branch's layout. The
+    # 'export' kernels upsample by a constant scale (a dynamic batch keeps the Resize in NCHWc).
+    with torch.random.fork_rng(devices=[]):  # its own projections are replaced: leave the caller's RNG alone
+        head = IterativeHead(backbone.spec.num_channels[-1], kernels='export')
+    order = list(reversed(range(len(layouts))))
+    head.projects = nn.ModuleList([
+        DwPw(nn.Sequential(p.depthwise_conv.conv, p.pointwise_conv.conv, nn.ReLU()), layouts[b], channel_block,
+             out_index=layouts[order[k + 1]] if k + 1 < len(order) else None)
+        for k, (p, b) in enumerate(zip(backbone.head_layer.projects, order))])
+    backbone.head_layer = head
+    deploy.keypoint_head.final_layer = remap_conv(deploy.keypoint_head.final_layer,
+                                                  in_index=head.projects[-1].out_layout)
+    deploy.kernels = get_kernels('export')  # what its remaining kernel-dependent step (the head) uses
+    deploy.channel_block = channel_block
+    return deploy.eval()

@@ -1,0 +1,226 @@
+"""Export a pose network to ONNX and check the file in onnxruntime against PyTorch.
+
+    report = export_and_check(model, 'model.onnx', (192, 256), {'random': x}, dynamic_batch=True)
+    print(report.summary()); assert report.passed        # max |onnxruntime - PyTorch| <= 1e-4
+
+By default a PoseLiteHRNet is exported in its deploy form (`lib.export.deploy.to_deploy`: BatchNorm
+folded, no split/shuffle copies, every operator kept in onnxruntime's blocked NCHWc layout), faster in
+onnxruntime than the model exported as written (graph='plain': the model built with the 'export'
+kernels, one standard operator per step; 'official': the 'official' kernels, the official code's
+idioms, the speed baseline). Whichever graph, the file is compared with the model as given. Step by
+step: `export_onnx` -> `check_onnx_file` (onnx.checker) -> `create_session` (graph optimisation level
+ALL) -> `max_abs_diff`.
+
+The graph has one input 'input' (N, 3, H, W) float32 (normalised crops, as `PoseEstimator.preprocess`
+makes them) and one output 'heatmaps' (N, K, H/4, W/4). We use the TorchScript-based exporter
+(`dynamo=False`): the torch.export-based one needs the extra `onnxscript` package and gains nothing
+for this static, control-flow-free network.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lib.models import PoseLiteHRNet
+
+from .deploy import to_deploy
+from .runtime import INPUT_NAME, OUTPUT_NAME, create_session, run_session
+
+__all__ = ['DEFAULT_OPSET', 'DEFAULT_ATOL', 'GRAPHS', 'ExportReport', 'export_and_check', 'graph_for_export',
+           'export_onnx', 'check_onnx_file', 'op_types', 'max_abs_diff']
+
+DEFAULT_OPSET = 17  # read by every current runtime (onnxruntime, TensorRT, OpenVINO, ncnn/MNN converters)
+DEFAULT_ATOL = 1e-4  # max |onnxruntime - PyTorch| accepted on heatmaps
+# What export_and_check writes: the deploy form; the model as written with the 'export' kernels (each
+# operation one ONNX operator with constant sizes); or with the 'official' kernels, the official
+# repository's idioms (the baseline users get from exporting the official code: run-time sizes).
+GRAPHS = ('deploy', 'plain', 'official')
+
+
+def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = False,
+                     channel_block: int | None = None) -> nn.Module:
+    """The network to export for `graph`: `to_deploy(model, channel_block)` for 'deploy' (BatchNorm always
+    folded); `model.with_kernels('export')` for 'plain' and `model.with_kernels('official')` for
+    'official', BatchNorm folded with fold_bn. A module that is not a PoseLiteHRNet is exported as it is
+    with graph='plain' (it has no kernel sets)."""
+    if graph not in GRAPHS:
+        raise ValueError(f'graph must be one of {GRAPHS}, got {graph!r}')
+    if not isinstance(model, PoseLiteHRNet):
+        if graph != 'plain':
+            raise ValueError(f"the {graph!r} graph is built from a PoseLiteHRNet, got {type(model).__name__}; "
+                             "use graph='plain'")
+        if fold_bn and not callable(getattr(model, 'fold_bn', None)):
+            raise ValueError(f'--fold-bn needs a model with a fold_bn() method; {type(model).__name__} has none')
+        return model.fold_bn() if fold_bn else model
+    if graph == 'deploy':
+        return to_deploy(model, channel_block)
+    exported = model.with_kernels('export' if graph == 'plain' else 'official')
+    return exported.fold_bn() if fold_bn else exported.eval()
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, batch_size: int = 1) -> str:
+    """Write `model` (in eval mode) to `path` with the TorchScript exporter; input_size is (W, H).
+
+    dynamic_batch=True makes the batch axis symbolic ('batch'); otherwise it is fixed to batch_size.
+    Export the module `graph_for_export` returns: the eager 'train' kernels would trace into long
+    Shape/Gather/Expand chains.
+    """
+    if dynamic_batch and getattr(getattr(model, 'kernels', None), 'name', None) == 'official':
+        # The TorchScript exporter rejects adaptive pooling to a size read from a tensor once the
+        # batch axis is symbolic: the export failure reported against the official code.
+        raise ValueError("the official idioms export with a fixed batch only (adaptive pooling to a size "
+                         "read at run time); use the 'deploy' or 'plain' graph for a dynamic batch")
+    path = os.fspath(path)
+    width, height = int(input_size[0]), int(input_size[1])
+    model = model.eval()
+    dummy = torch.zeros(batch_size, 3, height, width)
+    axes = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}} if dynamic_batch else None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter announces its deprecation on every call; it is the one we chose.
+        warnings.simplefilter('ignore', category=DeprecationWarning)
+        warnings.simplefilter('ignore', category=FutureWarning)
+        # Shape comparisons in the model become constants of the trace; that is intended (static H, W).
+        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(model, (dummy,), path, dynamo=False, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], opset_version=opset, dynamic_axes=axes,
+                              do_constant_folding=True, external_data=False)
+        except torch.onnx.errors.OnnxExporterError as err:
+            # The exporter's message embeds the whole TorchScript graph; keep its first line.
+            raise RuntimeError(f'ONNX export of {type(model).__name__} failed: {str(err).splitlines()[0]}') from None
+    if dynamic_batch:
+        _share_batch_axis(path)
+    return path
+
+
+def _share_batch_axis(path: str) -> None:
+    """Give every activation's axis 0 the one symbolic name 'batch', in the file's value_info.
+
+    With a symbolic batch, ONNX shape inference invents a new name (unk__N) for axis 0 after operators
+    such as Resize, so onnxruntime cannot prove that two addends have equal shapes and runs each Add
+    (and every Resize of a computed size) outside its blocked NCHWc layout, with a reorder on both
+    sides: hundreds of reorders in Lite-HRNet-18's deploy graph (tests/test_deploy.py checks they are gone).
+    In these networks every activation of rank >= 3 is (N, ...), so naming axis 0 'batch' throughout
+    states a fact the inference lost; onnxruntime takes value_info as known shapes.
+    """
+    import onnx
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    for info in list(model.graph.value_info) + list(model.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) >= 3 and not dims[0].HasField('dim_value'):
+            dims[0].dim_param = 'batch'
+    onnx.save(model, path)
+
+
+def check_onnx_file(path: str | os.PathLike) -> None:
+    """Run onnx.checker (with shape inference); raises onnx.checker.ValidationError on a bad graph."""
+    import onnx
+    onnx.checker.check_model(os.fspath(path), full_check=True)
+
+
+def op_types(path: str | os.PathLike) -> collections.Counter:
+    """How often each ONNX operator type occurs in the main graph of the file."""
+    import onnx
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    return collections.Counter(node.op_type for node in graph.node)
+
+
+@torch.no_grad()
+def max_abs_diff(model: nn.Module, session, inputs: Sequence[np.ndarray]) -> list[tuple[float, float]]:
+    """For each input batch (N, 3, H, W): (max |onnxruntime - PyTorch|, max |PyTorch|) over the heatmaps."""
+    model = model.eval()
+    out = []
+    for x in inputs:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        expected = model(torch.from_numpy(x)).numpy()
+        got = run_session(session, x)
+        if got.shape != expected.shape:
+            raise ValueError(f'onnxruntime output shape {got.shape} differs from PyTorch {expected.shape}')
+        out.append((float(np.abs(got - expected).max()), float(np.abs(expected).max())))
+    return out
+
+
+@dataclass
+class ExportReport:
+    """What `export_and_check` did: the file, its operator histogram and the parity per input."""
+
+    path: str
+    opset: int
+    dynamic_batch: bool
+    fold_bn: bool
+    op_types: collections.Counter
+    diffs: dict[str, float] = field(default_factory=dict)  # input name -> max |onnxruntime - PyTorch|
+    scales: dict[str, float] = field(default_factory=dict)  # input name -> max |PyTorch heatmap|
+    atol: float = DEFAULT_ATOL
+    graph: str = 'plain'
+    channel_block: int | None = None  # the deploy graph's channel padding
+
+    @property
+    def max_diff(self) -> float:
+        return max(self.diffs.values()) if self.diffs else float('nan')
+
+    def tolerance(self, name: str) -> float:
+        """atol for heatmaps within [-1, 1] (any trained model); relative to the output range beyond that.
+
+        float32 rounding grows with the magnitude of the numbers: with untrained weights a real image
+        can give heatmaps of +-20, where PyTorch's own fp32-vs-fp64 error is ~3e-4, so a fixed 1e-4
+        would fail every runtime. For trained models this is exactly the absolute tolerance.
+        """
+        return self.atol * max(1.0, self.scales.get(name, 1.0))
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diffs) and all(d <= self.tolerance(n) for n, d in self.diffs.items())
+
+    def summary(self) -> str:
+        ops = ', '.join(f'{name} {count}' for name, count in sorted(self.op_types.items()))
+        form = (f'deploy graph: BatchNorm folded, full-width blocks, channels in blocks of {self.channel_block}'
+                if self.graph == 'deploy'
+                else f'model as written{" in the official idioms" if self.graph == "official" else ""}, '
+                     f'BatchNorm {"folded" if self.fold_bn else "kept"}')
+        lines = [f'exported {self.path} (TorchScript exporter, opset {self.opset}, '
+                 f'{"dynamic" if self.dynamic_batch else "fixed"} batch, {form}); onnx.checker passed',
+                 f'operators ({sum(self.op_types.values())} nodes): {ops}']
+        for name, diff in self.diffs.items():
+            scale = self.scales.get(name, float('nan'))
+            lines.append(f'max |onnxruntime - PyTorch| on {name}: {diff:.3e} (heatmaps up to {scale:.3g}, '
+                         f'tolerance {self.tolerance(name):.3g})')
+        verdict = 'PASS' if self.passed else 'FAIL'
+        lines.append(f'{verdict}: max difference {self.max_diff:.3e} (tolerance {self.atol:g}, '
+                     f'times the heatmap range where that exceeds 1)')
+        return '\n'.join(lines)
+
+
+def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                     inputs: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
+                     fold_bn: bool = False, atol: float = DEFAULT_ATOL, threads: int = 2,
+                     graph: str = 'deploy', channel_block: int | None = None) -> ExportReport:
+    """Export `graph_for_export(model, graph, fold_bn)`, run onnx.checker, then compare onnxruntime with `model`.
+
+    inputs: named batches (N, 3, H, W) of normalised crops. The reference is always the model as
+    given (BatchNorm unfolded, split and shuffled as trained), so any error of the deploy form or
+    of BN folding counts against the tolerance too.
+    """
+    model = model.eval()
+    if not dynamic_batch:
+        bad = {name: x.shape[0] for name, x in inputs.items() if x.shape[0] != 1}
+        if bad:
+            raise ValueError(f'a fixed-batch export takes batches of 1, got {bad}; use dynamic_batch=True')
+    exported = graph_for_export(model, graph, fold_bn, channel_block)
+    path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch)
+    check_onnx_file(path)
+    session = create_session(path, threads=threads)
+    results = max_abs_diff(model, session, list(inputs.values()))
+    diffs = {name: diff for name, (diff, _) in zip(inputs, results)}
+    scales = {name: scale for name, (_, scale) in zip(inputs, results)}
+    return ExportReport(path, opset, dynamic_batch, fold_bn or graph == 'deploy', op_types(path), diffs, scales,
+                        atol, graph, getattr(exported, 'channel_block', None))
