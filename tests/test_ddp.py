@@ -53,6 +53,7 @@ def ddp_run(synthetic_tiny, tmp_path_factory):
     return out, done
 
 
+@pytest.mark.slow
 def test_torchrun_trains(ddp_run):
     out, done = ddp_run
     assert '2 process(es), device cpu' in done.stdout
@@ -63,6 +64,7 @@ def test_torchrun_trains(ddp_run):
     assert not any(key.startswith('module.') for key in state['model'])
 
 
+@pytest.mark.slow
 def test_torchrun_test_scores_each_sample_once(ddp_run, synthetic_tiny):
     """7 detector boxes over 2 ranks (4 + 4 with one repeat): the results and metrics equal one process's."""
     out, _ = ddp_run
@@ -91,6 +93,7 @@ def test_torchrun_test_scores_each_sample_once(ddp_run, synthetic_tiny):
         assert met1[name] == pytest.approx(met2[name], abs=1e-6), name
 
 
+@pytest.mark.slow
 def test_torchrun_resumes(ddp_run, synthetic_tiny):
     """Rank 0 reads checkpoint.pth and broadcasts it (nodes without shared storage can resume too)."""
     out, _ = ddp_run

@@ -116,6 +116,7 @@ def test_nchwc_block_is_what_onnxruntime_runs_on_this_cpu() -> None:
 
 # (variant, NCHWc nodes in its deploy graph at least, reorders in its plain graph at least, reorders with
 # 8-channel blocks on a 16-block CPU at least: Lite-HRNet-18's 40-channel branches; Naive-18's are 32 and 64)
+@pytest.mark.slow
 @pytest.mark.parametrize('name, min_nchwc, min_plain_reorders, min_block8_reorders',
                          [('litehrnet_18', 300, 100, 20), ('naive_litehrnet_18', 300, 50, 0)])
 def test_deploy_graph_stays_in_the_blocked_layout(name: str, min_nchwc: int, min_plain_reorders: int,

@@ -54,6 +54,7 @@ def check_portable(report: ExportReport) -> None:
     assert domains <= {'', 'ai.onnx'}, f'custom operator domains {domains}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['litehrnet_30', 'wider_naive_litehrnet_18'])
 def test_export_matches_pytorch_at_batch_1_and_3(name: str, tmp_path) -> None:
     """(litehrnet_18 and naive_litehrnet_18 go through the command line below.)"""
@@ -71,6 +72,7 @@ def test_export_matches_pytorch_at_batch_1_and_3(name: str, tmp_path) -> None:
     assert not {'Expand', 'ReduceSum'} & set(report.op_types), report.op_types
 
 
+@pytest.mark.slow
 def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys) -> None:
     """Official Lite-HRNet-18 weights, BN folded, dynamic batch, checked on random + real inputs."""
     weights = os.path.join(reference_dir, 'litehrnet_18_coco_256x192.pth')
@@ -114,6 +116,7 @@ def test_report_fails_above_tolerance() -> None:
     assert not ExportReport('m.onnx', 17, True, False, None, {'a': 2.1e-3}, {'a': 20.0}, atol=1e-4).passed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['litehrnet_18', 'naive_litehrnet_18'])
 def test_official_idioms_baseline_exports_at_a_fixed_batch_only(name: str, tmp_path) -> None:
     """graph='official' (the benchmark's baseline) writes the official code's idioms: sizes read from

@@ -156,6 +156,7 @@ def _env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO_ROOT)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(synthetic_tiny, tmp_path):
     """SIGKILL mid-epoch after the first checkpoint; the same command then resumes from that checkpoint."""
     out = str(tmp_path)
@@ -195,6 +196,7 @@ for i in range(10**6):
 """
 
 
+@pytest.mark.slow
 def test_checkpoint_is_never_half_written(tmp_path):
     """Kill a process that rewrites checkpoint.pth in a loop, at several moments: the file always loads
     and is one complete version (its bias matches its epoch)."""

@@ -34,8 +34,6 @@ from .layers import NearestUpsample
 __all__ = ['Complexity', 'count_complexity', 'count_params', 'module_rule_cost']
 
 COMPONENTS = ('conv_mac', 'conv_bias', 'bn_elems', 'relu_elems', 'upsample_hw', 'gap_ts')
-# Fuse paths branch 0 -> branch i >= 1 ("fuse_layers.i.0."), which the official forward runs twice.
-_TWICE_RUN = re.compile(r'fuse_layers\.([1-9]\d*)\.0\.')
 
 
 def count_params(model: nn.Module) -> int:
@@ -78,7 +76,7 @@ class Complexity:
     flops: int  # the published table's rule, plain units (the table shows flops / 2**20)
     components: dict[str, int]
     true_macs: int  # every call of this implementation (FlopCounterMode / 2)
-    official_true_macs: int  # + the second run of the branch-0 fuse paths in the official forward
+    official_true_macs: int  # every call of the official forward order (the 'official' kernels)
     per_module: 'OrderedDict[str, dict[str, int]]' = field(default_factory=OrderedDict)  # leaf name -> costs
 
 
@@ -97,18 +95,25 @@ def count_complexity(model: nn.Module, input_hw: tuple[int, int], in_channels: i
             hooks.append(module.register_forward_hook(hook))
     x = torch.zeros(1, in_channels, *input_hw)
     try:
-        with FlopCounterMode(display=False) as counter:
-            model(x)
+        true_macs = _true_macs(model, x)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    # The official forward order of the same network (it runs the branch-0 fuse paths twice).
+    with_kernels = getattr(model, 'with_kernels', None)
+    official_macs = _true_macs(with_kernels('official').eval(), x) if callable(with_kernels) else true_macs
     components = {k: sum(r.get(k, 0) for r in records.values()) for k in COMPONENTS}
-    extra = sum(r.get('conv_mac', 0) for name, r in records.items() if _TWICE_RUN.search(name))
-    true_macs = counter.get_total_flops() // 2
     per_module = OrderedDict((name, {**r, 'flops': rule_flops(r)}) for name, r in records.items())
     return Complexity(params=count_params(model), flops=rule_flops(components), components=components,
-                      true_macs=true_macs, official_true_macs=true_macs + extra, per_module=per_module)
+                      true_macs=true_macs, official_true_macs=official_macs, per_module=per_module)
+
+
+def _true_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of every call `model(x)` makes (FlopCounterMode counts 2 per multiply-add)."""
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
 
 
 def group_costs(per_module: dict[str, dict[str, int]], model: nn.Module, depth: int = 3
