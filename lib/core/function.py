@@ -11,6 +11,7 @@ and for the finiteness check is averaged over processes, so all processes stop t
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -80,9 +81,8 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
     data_time_sum, batch_time_sum = 0.0, 0.0
     bar = _progress(iters_per_epoch, f'epoch {epoch}')
     tic = end = time.perf_counter()
-    for step, (images, target, target_weight, meta) in enumerate(loader):
-        if step >= iters_per_epoch:
-            break
+    # islice: a capped epoch (MAX_ITERS_PER_EPOCH) stops without fetching one more batch than it uses.
+    for step, (images, target, target_weight, meta) in enumerate(itertools.islice(loader, iters_per_epoch)):
         data_time = time.perf_counter() - end
         lr = lr_at(cfg.TRAIN, iteration, iters_per_epoch)
         set_lr(optimizer, lr)
