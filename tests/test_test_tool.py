@@ -86,7 +86,7 @@ def test_bad_inputs_fail_clearly(coco_tiny, weights, tmp_path, capsys):
     tool = load_tool('test')
 
     def error_of(*argv) -> str:
-        assert tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu', *argv])) == 1
+        assert tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu', *argv])) == 2  # bad input
         return capsys.readouterr().err
 
     assert 'weights file not found' in error_of(*opts(coco_tiny, str(tmp_path), str(tmp_path / 'nope.pth')))

@@ -46,6 +46,7 @@ _C.MODEL.SIGMA = 2.0  # Gaussian sigma of the heatmap targets, in heatmap pixels
 _C.MODEL.TARGET_TYPE = 'gaussian'  # the only target the codec supports (any other value is an error)
 _C.MODEL.INIT = 'official'  # official: N(0, 0.001^2) convs as released | kaiming: Kaiming convs, N(0, 0.01^2) head
 _C.MODEL.PRETRAINED = ''  # weights tools/train.py loads before training (ours or official mmpose format)
+_C.MODEL.PRETRAINED_EXCLUDE = []  # parameter-name patterns (fnmatch) not loaded from PRETRAINED, e.g. ['keypoint_head.*'] to fine-tune to another NUM_JOINTS
 _C.MODEL.WITH_CP = False  # activation checkpointing of each stage-module block in training: less memory, same output
 _C.MODEL.NORM_EVAL = False  # keep BatchNorm in eval mode while training (frozen statistics)
 

@@ -30,7 +30,7 @@ from lib.core.inference import predict_keypoints
 from lib.core.lr_scheduler import lr_at, set_lr
 from lib.evaluation import accuracy, evaluate_predictions
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process, reduce_mean
-from lib.utils.logger import UserError
+from lib.utils.logger import EXIT_FAILED, UserError
 
 __all__ = ['NonFiniteLossError', 'build_loader', 'train_one_epoch', 'run_inference', 'validate']
 
@@ -42,6 +42,8 @@ DebugFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, dict], None]
 
 class NonFiniteLossError(UserError):
     """The training loss became NaN or infinite; the run stops before writing any checkpoint."""
+
+    exit_code = EXIT_FAILED
 
 
 def build_loader(cfg, dataset, train: bool, world_size: int = 1, rank: int = 0) -> DataLoader:

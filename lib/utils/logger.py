@@ -18,14 +18,23 @@ from typing import Callable
 from lib.config import output_dirs
 from lib.utils.dist import cleanup, get_rank
 
-__all__ = ['UserError', 'create_logger', 'run_tool']
+__all__ = ['EXIT_BAD_INPUT', 'EXIT_FAILED', 'UserError', 'create_logger', 'run_tool']
 
 _FORMAT = '%(asctime)s %(levelname)s %(message)s'
 
 
+# Exit statuses, the same for every tool: 0 done; 1 the work ran and failed (a diverged training, a
+# parity check beyond tolerance); 2 the input is wrong (config, files, arguments: nothing or little ran).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
 class UserError(RuntimeError):
     """A failure the user fixes (a setting, an input, a diverged run), not a bug: `run_tool` prints it as
-    one 'error: …' line. Library code raises subclasses, e.g. lib.core.function.NonFiniteLossError."""
+    one 'error: …' line and exits with `exit_code`. Library code raises subclasses, e.g.
+    lib.core.function.NonFiniteLossError (exit_code EXIT_FAILED)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class _TqdmStreamHandler(logging.StreamHandler):
@@ -70,7 +79,8 @@ def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[l
 
 def run_tool(main: Callable[[], int]) -> int:
     """Run a tool's `main()`; a user error (bad config, missing or mismatched file, NaN loss) becomes one
-    'error: …' line on stderr and exit status 1 instead of a traceback. LITEHRNET_TRACEBACK=1 re-raises."""
+    'error: …' line on stderr instead of a traceback, with exit status EXIT_BAD_INPUT (2), or the error's
+    own `exit_code` (a diverged run: EXIT_FAILED, 1). LITEHRNET_TRACEBACK=1 re-raises."""
     from lib.utils.checkpoint import CheckpointError
 
     try:
@@ -80,4 +90,4 @@ def run_tool(main: Callable[[], int]) -> int:
             raise
         print(f'error: {err}', file=sys.stderr, flush=True)
         cleanup()
-        return 1
+        return getattr(err, 'exit_code', EXIT_BAD_INPUT)
