@@ -13,7 +13,9 @@ exporter (input 'input' N x 3 x H x W float32, normalised crops; output 'heatmap
 N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
 batches and on a real person crop (a tests/data/coco_tiny image, or --image, or a synthetic
 image when neither exists) and print the max |onnxruntime - PyTorch|. Exit status 1 when that
-exceeds --atol (default 1e-4), 2 on bad arguments or files.
+exceeds --atol (default 1e-4), 2 on bad arguments or files, checked before the export: an --opset
+below 11 (the first whose Resize does bilinear upsampling with align_corners), an --output that is a
+folder or sits in a missing or read-only folder.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from lib.core.inference import PoseEstimator
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
 from lib.export import DEFAULT_ATOL, DEFAULT_OPSET, GRAPHS, export_and_check
+from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
 
 SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
 
@@ -40,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--cfg', required=True, help='experiment YAML file')
     parser.add_argument('--output', default='', help='ONNX file to write (default: beside the weights, '
                         '<weights>.onnx, or <config name>.onnx)')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset (default {DEFAULT_OPSET})')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help=f'ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})')
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic batch axis (default: batch 1)')
     parser.add_argument('--graph', choices=GRAPHS, default='deploy', help='deploy (default): the inference form '
                         'of lib/export/deploy.py, BatchNorm folded; plain: the model as written, constant '
@@ -98,13 +101,16 @@ def parity_inputs(estimator: PoseEstimator, image_desc: str, image: np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_opset(args.opset, '--opset')
         cfg = load_config(args.cfg, args.opts)
+        output = args.output or default_output(cfg)
+        # Before the weights are loaded: a path that cannot be written fails in a second, not after the export.
+        check_output_file(output, '--output' if args.output else 'output (default: beside the weights)')
         estimator = PoseEstimator(cfg)  # loads TEST.MODEL_FILE; warns when it is empty (random weights)
         image_desc, image = load_test_image(args.image)
     except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    output = args.output or default_output(cfg)
     print(f'model {cfg.MODEL.NAME}, input {cfg.MODEL.IMAGE_SIZE[0]}x{cfg.MODEL.IMAGE_SIZE[1]} (WxH), '
           f'weights: {estimator.weights_source}')
     inputs = parity_inputs(estimator, image_desc, image, args.dynamic_batch)

@@ -13,7 +13,9 @@ Person boxes come from, in this order of preference:
   nothing                          the whole image is one person box.
 Outputs go to --output (default output/demo): <name>_pose.<ext> with the skeletons drawn (joints
 below --kpt-thr are left out), and with --json <name>_pose.json holding every person's box, box
-score and K keypoints [x, y, score] in image pixels.
+score and K keypoints [x, y, score] in image pixels. Warnings: a --bbox with no pixel inside the image
+(its keypoints mean nothing), detection scores above 1 (--det-thr expects [0, 1]); a NaN score or box
+in --det-file is an error.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from lib.utils.cli import parse_args_with_overrides
 from lib.utils.vis import draw_skeleton
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+logger = logging.getLogger('demo')
 BOX_COLOR = (200, 200, 200)  # BGR, light grey: visible on most backgrounds, distinct from the limbs
 
 
@@ -88,6 +91,7 @@ def load_detections(path: str, score_thr: float) -> dict[int, list[tuple[list[fl
     if not isinstance(dets, list):
         raise DemoError(f'--det-file {path}: expected a JSON list of detections, got {type(dets).__name__}')
     by_image: dict[int, list[tuple[list[float], float]]] = {}
+    above_one = 0
     for i, det in enumerate(dets):
         try:
             image_id, box, score = int(det['image_id']), [float(v) for v in det['bbox']], float(det['score'])
@@ -96,8 +100,16 @@ def load_detections(path: str, score_thr: float) -> dict[int, list[tuple[list[fl
                             f'got {det!r}') from None
         if len(box) != 4:
             raise DemoError(f'--det-file {path}: entry {i} bbox must have 4 numbers, got {box}')
+        if not np.isfinite([score, *box]).all():  # a NaN score would fail the threshold: a person lost silently
+            raise DemoError(f'--det-file {path}: entry {i} has a NaN or infinite score or bbox: '
+                            f'score {score}, bbox {box}')
+        if score > 1:
+            above_one += 1
         if det.get('category_id', 1) == 1 and score >= score_thr and box[2] > 0 and box[3] > 0:
             by_image.setdefault(image_id, []).append((box, score))
+    if above_one:
+        logger.warning('--det-file %s: %d detection score(s) above 1; --det-thr %g expects scores in [0, 1]',
+                       path, above_one, score_thr)
     return by_image
 
 
@@ -128,9 +140,11 @@ class BoxSource:
         self.fixed = np.array(args.bbox, dtype=np.float64).reshape(-1, 4)
         self.dets = load_detections(args.det_file, args.det_thr) if args.det_file else None
         self.name_to_id = load_image_ids(args.ann_file) if args.ann_file else {}
+        self._warned: set[tuple] = set()  # (box, image size) pairs already reported
 
     def __call__(self, image: np.ndarray, image_id: int | None) -> tuple[np.ndarray, np.ndarray]:
         if len(self.fixed):
+            self.warn_outside(self.fixed, image.shape[1], image.shape[0])
             return self.fixed, np.ones(len(self.fixed))
         if self.dets is not None:
             found = self.dets.get(image_id, [])
@@ -138,6 +152,16 @@ class BoxSource:
                     np.array([s for _, s in found], dtype=np.float64))
         h, w = image.shape[:2]
         return np.array([[0.0, 0.0, w, h]]), np.ones(1)
+
+    def warn_outside(self, boxes: np.ndarray, width: int, height: int) -> None:
+        """One warning per --bbox that has no pixel in common with a width x height image (each size once)."""
+        for x, y, w, h in boxes:
+            key = (x, y, w, h, width, height)
+            if key in self._warned or (x < width and y < height and x + w > 0 and y + h > 0):
+                continue
+            self._warned.add(key)
+            logger.warning('--bbox %g,%g,%g,%g lies outside the %dx%d image: its keypoints will be meaningless',
+                           x, y, w, h, width, height)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -216,3 +216,110 @@ def test_published_yaml_states_only_what_differs_from_its_recipe(path):
     schedule = (cfg.TRAIN.OPTIMIZER, cfg.TRAIN.LR, cfg.TRAIN.LR_STEP, cfg.TRAIN.END_EPOCH)
     assert schedule == ('adam', 0.002, [170, 200], 210)
     assert cfg.TEST.USE_GT_BBOX is (dataset == 'mpii') and cfg.TEST.FLIP_TEST is True
+
+
+# --- ranges and rules, checked when the config is loaded -----------------------------------------------------
+
+def test_every_range_names_a_declared_key_and_the_defaults_pass():
+    from lib.config.default import LIST_ITEM_TYPES, RANGES
+    cfg = get_cfg()
+    for key in list(RANGES) + list(LIST_ITEM_TYPES):
+        node = cfg
+        for part in key.split('.'):
+            assert part in node, f'{key} is in the range table but not declared'
+            node = node[part]
+        if isinstance(RANGES.get(key), tuple):
+            assert node in RANGES[key], f'the default of {key} is not one of its choices'
+    assert load_config(None) == get_cfg()  # the defaults pass their own ranges and rules
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('TRAIN.VAL_INTERVAL', '0', 'TRAIN.VAL_INTERVAL must be >= 1, got 0'),
+    ('TRAIN.CHECKPOINT_INTERVAL', '0', 'TRAIN.CHECKPOINT_INTERVAL must be >= 1, got 0'),
+    ('PRINT_FREQ', '0', 'PRINT_FREQ must be >= 1, got 0'),
+    ('TRAIN.BATCH_SIZE_PER_GPU', '0', 'TRAIN.BATCH_SIZE_PER_GPU must be >= 1, got 0'),
+    ('TEST.BATCH_SIZE_PER_GPU', '-4', 'TEST.BATCH_SIZE_PER_GPU must be >= 1, got -4'),
+    ('WORKERS', '-1', 'WORKERS must be >= 0, got -1'),
+    ('SEED', '-1', 'SEED must be >= 0, got -1'),
+    ('TRAIN.LR', '0.0', 'TRAIN.LR must be > 0, got 0.0'),
+    ('TRAIN.LR', '-0.001', 'TRAIN.LR must be > 0, got -0.001'),
+    ('DATASET.PROB_HALF_BODY', '1.5', 'DATASET.PROB_HALF_BODY must be in [0, 1], got 1.5'),
+    ('DATASET.PROB_ROTATION', '-0.1', 'DATASET.PROB_ROTATION must be in [0, 1], got -0.1'),
+    ('DATASET.SCALE_FACTOR', '1.0', 'DATASET.SCALE_FACTOR must be in [0, 1), got 1.0'),
+    ('TRAIN.MOMENTUM', '1.0', 'TRAIN.MOMENTUM must be in [0, 1), got 1.0'),
+    ('TRAIN.OPTIMIZER', 'adm', "TRAIN.OPTIMIZER must be one of 'adam', 'adamw', 'sgd', got 'adm'"),
+    ('MODEL.IMAGE_SIZE', '[0,256]', 'item 0 of MODEL.IMAGE_SIZE must be >= 1, got 0'),
+    ('TEST.BLUR_KERNEL', '4', 'TEST.BLUR_KERNEL must be odd; got TEST.BLUR_KERNEL 4 (command line)'),
+    ('TRAIN.END_EPOCH', '0', 'TRAIN.END_EPOCH must be greater than TRAIN.BEGIN_EPOCH'),
+    ('LOSS.TOPK', '18', 'LOSS.TOPK must be at most MODEL.NUM_JOINTS'),
+])
+def test_out_of_range_value_on_the_command_line_names_key_and_command_line(key, value, message):
+    opts = [key, value] + (['LOSS.USE_OHKM', 'true'] if key == 'LOSS.TOPK' else [])
+    with pytest.raises(ConfigError) as err:
+        load_config(YAMLS[0], opts)
+    assert str(err.value).startswith('command line: ') and message in str(err.value)
+
+
+def test_out_of_range_value_names_the_yaml_it_came_from(tmp_path):
+    base = write(tmp_path / 'base.yaml', 'TRAIN:\n  VAL_INTERVAL: 0\n')
+    leaf = write(tmp_path / 'leaf.yaml', '_BASE_: base.yaml\nTRAIN:\n  LR: 0.01\n')
+    with pytest.raises(ConfigError, match=rf'^{re.escape(base)}: TRAIN.VAL_INTERVAL must be >= 1, got 0$'):
+        load_config(leaf)
+    write(tmp_path / 'base.yaml', 'TRAIN:\n  ADAM_EPS: .nan\n')  # YAML's NaN is a float: only the range sees it
+    with pytest.raises(ConfigError, match=rf'^{re.escape(base)}: TRAIN.ADAM_EPS must be > 0, got nan$'):
+        load_config(leaf)
+    write(tmp_path / 'base.yaml', 'TRAIN:\n  WD: .inf\n')
+    with pytest.raises(ConfigError, match=rf'^{re.escape(base)}: TRAIN.WD must be >= 0, got inf$'):
+        load_config(leaf)
+
+
+def test_cross_key_error_blames_the_source_that_broke_it(tmp_path):
+    """END_EPOCH <= BEGIN_EPOCH: the message starts with the latest source among the two keys (the one that
+    broke the rule) and says where each value came from."""
+    base = write(tmp_path / 'base.yaml', 'TRAIN:\n  END_EPOCH: 20\n')
+    leaf = write(tmp_path / 'leaf.yaml', '_BASE_: base.yaml\nTRAIN:\n  LR: 0.01\n')
+    # The command line broke it: say so, not the YAML file.
+    with pytest.raises(ConfigError) as err:
+        load_config(leaf, ['TRAIN.BEGIN_EPOCH', '20'])
+    assert str(err.value) == ('command line: TRAIN.END_EPOCH must be greater than TRAIN.BEGIN_EPOCH (else no epoch '
+                              f'trains); got TRAIN.BEGIN_EPOCH 20 (command line), TRAIN.END_EPOCH 20 ({base})')
+    # A _BASE_ broke it (the other key is a default): name the base.
+    write(tmp_path / 'base.yaml', 'TRAIN:\n  END_EPOCH: 0\n')
+    with pytest.raises(ConfigError, match=rf'^{re.escape(base)}: TRAIN.END_EPOCH must be greater .* '
+                                          rf'TRAIN.BEGIN_EPOCH 0 \(defaults\), TRAIN.END_EPOCH 0 '):
+        load_config(leaf)
+    # The leaf broke what its base set up.
+    write(tmp_path / 'base.yaml', 'TRAIN:\n  END_EPOCH: 20\n')
+    write(tmp_path / 'leaf.yaml', '_BASE_: base.yaml\nTRAIN:\n  BEGIN_EPOCH: 25\n')
+    with pytest.raises(ConfigError, match=rf'^{re.escape(leaf)}: TRAIN.END_EPOCH must be greater'):
+        load_config(leaf)
+    # ...and the command line can mend it.
+    assert load_config(leaf, ['TRAIN.END_EPOCH', '30']).TRAIN.END_EPOCH == 30
+
+
+def test_list_items_must_have_the_defaults_item_type(tmp_path):
+    path = write(tmp_path / 'steps.yaml', "TRAIN:\n  LR_STEP: [170, '200']\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(path)}: key 'TRAIN.LR_STEP' expects a list of int, "
+                                          r"got item 1 '200' of type str"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^command line: key 'MODEL.IMAGE_SIZE' expects a list of int, got item 0 "
+                                          r"192.5 of type float"):
+        load_config(None, ['MODEL.IMAGE_SIZE', '[192.5, 256]'])
+    with pytest.raises(ConfigError, match=r"^command line: key 'MODEL.PRETRAINED_EXCLUDE' expects a list of str, "
+                                          r"got item 0 1 of type int"):
+        load_config(None, ['MODEL.PRETRAINED_EXCLUDE', '[1]'])
+    cfg = load_config(None, ['MODEL.PRETRAINED_EXCLUDE', "['keypoint_head.*']"])
+    assert cfg.MODEL.PRETRAINED_EXCLUDE == ['keypoint_head.*']
+
+
+def test_train_tool_refuses_a_bad_schedule_before_any_work(tmp_path):
+    """Today's failure: END_EPOCH 0 exited 0 with an untrained final_state.pth. Now: exit 2, one line, no files."""
+    import subprocess
+    import sys
+    out = tmp_path / 'out'
+    run = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), '--cfg', YAMLS[0],
+                          'OUTPUT_DIR', str(out), 'LOG_DIR', str(tmp_path / 'log'), 'TRAIN.END_EPOCH', '0'],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith('error: command line: TRAIN.END_EPOCH must be greater than TRAIN.BEGIN_EPOCH')
+    assert run.stderr.count('\n') == 1 and not out.exists()

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.config import load_config
-from lib.dataset import build_dataset
+from lib.dataset import ImageError, build_dataset
 from lib.dataset.metainfo import COCO, MPII, KeypointMeta, get_metainfo, register_metainfo
 from lib.dataset.transforms import affine_transform_points, get_affine_transform
 
@@ -211,7 +211,7 @@ def test_missing_image_names_the_file(tmp_path):
         ds[0]
     with open(os.path.join(tmp_path, 'images', 'val2017', 'a.jpg'), 'wb') as f:
         f.write(b'not a jpeg')
-    with pytest.raises(IOError, match='could not be decoded.*a.jpg'):
+    with pytest.raises(ImageError, match=r'a\.jpg \(sample 0\): the image could not be decoded'):
         ds[0]
 
 
@@ -228,6 +228,27 @@ def test_truncated_json_names_the_file(tmp_path):
         build_dataset(_cfg(tmp_path), is_train=False)
 
 
+def test_truncated_jpeg_is_an_error_naming_file_and_sample(tmp_path):
+    """libjpeg decodes a truncated file with grey rows in place of the missing ones, without an error."""
+    _write_coco(str(tmp_path), 17, [_ann(17)], image_size=(320, 240))
+    path = os.path.join(tmp_path, 'images', 'val2017', 'a.jpg')
+    rng = np.random.default_rng(0)
+    cv2.imwrite(path, rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    with open(path, 'rb') as f:
+        data = f.read()
+    ds = build_dataset(_cfg(tmp_path), is_train=False)
+    ds[0]  # the complete file reads
+    with open(path, 'wb') as f:
+        f.write(data[: len(data) // 2])
+    assert cv2.imread(path) is not None  # what OpenCV alone would hand on
+    with pytest.raises(ImageError, match=r'a\.jpg \(sample 0\): truncated JPEG'):
+        ds[0]
+    with open(path, 'wb') as f:
+        f.write(b'')
+    with pytest.raises(ImageError, match=r'a\.jpg \(sample 0\): the image file is empty'):
+        ds[0]
+
+
 def test_zero_size_box_is_skipped_with_a_log_line(tmp_path, caplog):
     _write_coco(str(tmp_path), 17, [_ann(17, 1), _ann(17, 2, bbox=(40, 20, 0, 80)), _ann(17, 3, area=0.0)])
     with caplog.at_level(logging.INFO, logger='lib.dataset.coco'):
@@ -235,6 +256,85 @@ def test_zero_size_box_is_skipped_with_a_log_line(tmp_path, caplog):
     assert len(ds) == 1
     assert 'annotations[1] (id 2): skipped, zero-size box' in caplog.text
     assert 'annotations[2] (id 3): skipped' in caplog.text
+
+
+def _count_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if 'person records' in r.getMessage()]
+
+
+def test_records_kept_and_skipped_are_counted_by_reason(tmp_path, caplog):
+    no_kpts = _ann(17, 4)
+    no_kpts['keypoints'] = [0] * 51
+    anns = [_ann(17, 1), dict(_ann(17, 2), iscrowd=1), _ann(17, 3, bbox=(40, 20, 0, 80)), no_kpts,
+            dict(_ann(17, 5), category_id=2), _ann(17, 6)]
+    _write_coco(str(tmp_path), 17, anns)
+    with caplog.at_level(logging.INFO, logger='lib.dataset'):
+        ds = build_dataset(_cfg(tmp_path), is_train=False)
+    assert len(ds) == 2
+    assert _count_lines(caplog) == ['coco val2017 (GT boxes, 1 images): kept 2 person records, skipped 4 '
+                                    '(1 crowd, 1 zero-size box, 1 without keypoints, 1 not a keypoint category)']
+
+
+def test_coco_tiny_counts(coco_tiny, caplog):
+    with caplog.at_level(logging.INFO, logger='lib.dataset'):
+        build_dataset(coco_cfg(coco_tiny), is_train=False, use_gt_bbox=True)
+        build_dataset(coco_cfg(coco_tiny, 'TEST.IMAGE_THRE', '0.5'), is_train=False)
+    gt, det = _count_lines(caplog)
+    assert gt.startswith('coco val2017 (GT boxes, 4 images): kept 12 person records, skipped ')
+    assert det.startswith('coco val2017 (detector boxes, 4 images): kept ')
+    assert 'score below TEST.IMAGE_THRE 0.5)' in det
+
+
+def _bad(ann_id: int, **changes):
+    ann = _ann(17, ann_id)
+    for key, value in changes.items():
+        ann[key] = value
+    return ann
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(keypoints=[50, 30, 2] * 5 + [float('nan'), 30, 2] + [50, 30, 2] * 11),
+     r"\(id 9\): field 'keypoints' has nan as the x of joint 5 \('left_shoulder'\)"),
+    (dict(keypoints=[50, 30, 2] * 16 + [50, 30, float('nan')]),
+     r"\(id 9\): field 'keypoints' has nan as the visibility flag of joint 16 \('right_ankle'\)"),
+    (dict(keypoints=[50, float('inf'), 2] + [50, 30, 2] * 16),
+     r"\(id 9\): field 'keypoints' has inf as the y of joint 0 \('nose'\)"),
+    (dict(bbox=[float('nan'), 20, 60, 80]), r"\(id 9\): field 'bbox' has a NaN or infinite coordinate"),
+    (dict(area=float('nan')), r"\(id 9\): field 'area' is nan"),
+])
+def test_non_finite_annotation_is_an_error_naming_file_and_id(tmp_path, change, message):
+    """NaN visibility used to read as 'unlabelled', a NaN box coordinate was clipped to 0: now errors."""
+    _write_coco(str(tmp_path), 17, [_ann(17, 1), _bad(9, **change)])  # json.dump writes NaN / Infinity
+    with pytest.raises(ValueError, match=r'person_keypoints_val2017\.json: annotations\[1\] ' + message):
+        build_dataset(_cfg(tmp_path), is_train=False)
+
+
+def _det_cfg(root, *opts):
+    return load_config(None, ['DATASET.ROOT', str(root), 'TEST.USE_GT_BBOX', 'False',
+                              'TEST.COCO_BBOX_FILE', 'dets.json', *opts])
+
+
+def test_detections_nan_score_is_an_error_and_scores_above_one_warn_once(tmp_path, caplog):
+    _write_coco(str(tmp_path), 17, [_ann(17)])
+    dets = [dict(image_id=1, category_id=1, bbox=[40, 20, 60, 80], score=s) for s in (0.9, 1.7, 2.5, 0.01)]
+    with open(tmp_path / 'dets.json', 'w') as f:
+        json.dump(dets, f)
+    with caplog.at_level(logging.INFO, logger='lib.dataset'):
+        ds = build_dataset(_det_cfg(tmp_path, 'TEST.IMAGE_THRE', '0.1'), is_train=False)
+    assert len(ds) == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and 'dets.json: 2 detection score(s) above 1 (first: entry 1, score 1.7)' in warnings[0]
+    assert _count_lines(caplog)[0].endswith('kept 3 person records, skipped 1 (1 score below TEST.IMAGE_THRE 0.1)')
+    dets[2]['score'] = float('nan')
+    with open(tmp_path / 'dets.json', 'w') as f:
+        json.dump(dets, f)
+    with pytest.raises(ValueError, match=r"dets\.json: entry 2: field 'score' is nan"):
+        build_dataset(_det_cfg(tmp_path), is_train=False)
+    dets[2] = dict(dets[0], bbox=[40, float('nan'), 60, 80])
+    with open(tmp_path / 'dets.json', 'w') as f:
+        json.dump(dets, f)
+    with pytest.raises(ValueError, match=r"dets\.json: entry 2: field 'bbox' has a NaN"):
+        build_dataset(_det_cfg(tmp_path), is_train=False)
 
 
 def test_wrong_length_keypoints_is_a_clear_error(tmp_path):
@@ -273,6 +373,24 @@ def test_mpii_wrong_joint_count_is_a_clear_error(tmp_path):
     cfg = load_config(os.path.join(REPO, MPII_YAML), ['DATASET.ROOT', str(tmp_path)])
     with pytest.raises(ValueError, match=r"entry 0 \(x.jpg\): fields 'joints'/'joints_vis' have shapes \(15, 2\)"):
         build_dataset(cfg, is_train=False)
+
+
+def test_mpii_non_finite_values_are_errors_and_counts_are_logged(tmp_path, caplog):
+    os.makedirs(tmp_path / 'annot')
+    good = dict(image='x.jpg', center=[50, 50], scale=1.0, joints=[[1, 1]] * 16, joints_vis=[1] * 16)
+    cfg = load_config(os.path.join(REPO, MPII_YAML), ['DATASET.ROOT', str(tmp_path)])
+    for bad, message in ((dict(good, center=[float('nan'), 50]), r"entry 1: field 'center' has a NaN"),
+                         (dict(good, joints_vis=[1] * 15 + [float('nan')]), r"entry 1 \(x.jpg\): .*NaN.*joint 15"),
+                         (dict(good, joints=[[1, 1]] * 3 + [[float('nan'), 1]] + [[1, 1]] * 12), r'entry 1 .*NaN.*joint 3\)')):
+        with open(tmp_path / 'annot' / 'valid.json', 'w') as f:
+            json.dump([good, bad], f)
+        with pytest.raises(ValueError, match=r'valid\.json: ' + message):
+            build_dataset(cfg, is_train=False)
+    with open(tmp_path / 'annot' / 'valid.json', 'w') as f:
+        json.dump([good, good], f)
+    with caplog.at_level(logging.INFO, logger='lib.dataset'):
+        build_dataset(cfg, is_train=False)
+    assert _count_lines(caplog) == ['mpii valid: kept 2 person records, skipped 0']
 
 
 def test_select_data_keeps_records_whose_joints_are_centred():

@@ -123,3 +123,24 @@ def test_demo_errors_are_clear(tmp_path, capsys, caplog) -> None:
     dets.write_text('[]')
     assert demo_main(['--cfg', CFG, '--image', str(named), '--det-file', str(dets), *SMALL]) == 2
     assert 'holiday.png: cannot match this image' in capsys.readouterr().err
+
+
+def test_demo_warns_about_a_box_outside_the_image_and_scores_above_one(weights, tmp_path, caplog, capsys) -> None:
+    image = tmp_path / '000000000007.png'  # a numeric name: the detections' image_id 7
+    cv2.imwrite(str(image), np.full((60, 80, 3), 120, np.uint8))
+    dets = tmp_path / 'dets.json'
+    dets.write_text('[{"image_id": 7, "bbox": [1, 1, 20, 30], "score": 1.5},'
+                    ' {"image_id": 7, "bbox": [1, 1, 20, 30], "score": 3}]')
+    args = ['--cfg', CFG, 'TEST.MODEL_FILE', weights, '--image', str(image), '--output', str(tmp_path / 'out'),
+            '--det-file', str(dets), '--bbox', '500,10,40,40', '--bbox', '10,10,20,20', 'TEST.FLIP_TEST', 'False',
+            *SMALL]
+    assert demo_main(args) == 0  # warnings, not errors: the keypoints are still written
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING' and r.name == 'demo']
+    assert warnings == [f'--det-file {dets}: 2 detection score(s) above 1; --det-thr 0.5 expects scores in [0, 1]',
+                        '--bbox 500,10,40,40 lies outside the 80x60 image: its keypoints will be meaningless']
+
+    dets.write_text('[{"image_id": 7, "bbox": [1, 1, 20, 30], "score": 0.9},'
+                    ' {"image_id": 7, "bbox": [1, 1, 20, 30], "score": NaN}]')
+    assert demo_main(['--cfg', CFG, '--image', str(image), '--det-file', str(dets)]) == 2
+    err = capsys.readouterr().err
+    assert f'--det-file {dets}: entry 1 has a NaN or infinite score or bbox' in err and err.count('\n') == 1

@@ -151,8 +151,10 @@ def bad_cases(tmp_path, coco_ann, gt_mat):
         (['coco', '--ann-file', coco_ann, '--results', str(truncated)],
          'truncated.json: results file is not valid JSON'),
         (['coco', '--ann-file', str(truncated), '--results', short], 'truncated.json: annotation file is not valid'),
-        (['coco', '--ann-file', coco_ann, '--results', short], "short.json: entry 0 'keypoints' has 3 values"),
-        (['coco', '--ann-file', coco_ann, '--results', stranger], 'stranger.json: 1 result image_id(s) are not in'),
+        (['coco', '--ann-file', coco_ann, '--results', short],
+         "short.json: entry 0 (image_id 785): 'keypoints' has 3 values"),
+        (['coco', '--ann-file', coco_ann, '--results', stranger],
+         'stranger.json: entry 0 (image_id 1): image_id 1 is not in the annotation file'),
         (['coco', '--ann-file', coco_ann, '--results', stranger, '--metainfo', 'mpii'], "metainfo 'mpii' has 16"),
         (['mpii', '--gt-mat', gt_mat, '--preds', wrong_shape], 'wrong_shape.json: predictions have shape (5, 14, 2)'),
         (['mpii', '--gt-mat', gt_mat, '--preds', ragged], 'ragged.json: "preds" is not a rectangular'),
@@ -185,3 +187,120 @@ def test_cli_subprocess(coco_ann, gt_mat, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and 'Traceback' not in bad.stderr
     assert bad.stderr.strip() == f"error: {tmp_path / 'x.json'}: results file not found"
+
+
+# --- only valid input is scored --------------------------------------------------------------------------
+
+def run_tool_main(tool, capsys, argv):
+    capsys.readouterr()
+    code = tool.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_line_says_how_many_results_were_scored(tool, coco_ann, tmp_path, capsys):
+    res = write_json(tmp_path / 'res.json', gt_results(coco_ann))
+    code, out, err = run_tool_main(tool, capsys, ['coco', '--ann-file', coco_ann, '--results', res])
+    assert code == 0 and err == ''
+    assert out.splitlines()[-1] == f'{res}: scored 12 of 12 results'
+    code, out, _ = run_tool_main(tool, capsys, ['coco', '--ann-file', coco_ann, '--results', res, '--oks-nms'])
+    assert code == 0 and out.splitlines()[-1] == f'{res}: scored 12 of 12 results; OKS NMS removed 0'
+
+
+def test_ground_truth_with_nan_keypoints_exits_2_naming_the_annotation(tool, coco_ann, tmp_path, capsys):
+    """Today's failure: pycocotools scored it AP 1.000."""
+    gt = json.loads(open(coco_ann).read())
+    victim = next(a for a in gt['annotations'] if a['num_keypoints'] > 0)
+    victim['keypoints'][:3] = [float('nan')] * 3
+    ann = write_json(tmp_path / 'nan_gt.json', gt)  # bare NaN tokens, which json.load accepts
+    res = write_json(tmp_path / 'res.json', gt_results(coco_ann))
+    code, out, err = run_tool_main(tool, capsys, ['coco', '--ann-file', ann, '--results', res])
+    assert code == 2 and out == '' and err.count('\n') == 1
+    assert err.startswith(f"error: {ann}: annotation id {victim['id']} (image_id {victim['image_id']}): "
+                          f'keypoints value 0 (joint 0 x) is nan')
+
+
+def invalid_results(coco_ann):
+    """(results, {reason: count}) -- GT results with one broken entry of each kind, at known indices."""
+    results = gt_results(coco_ann)
+    results[2]['keypoints'][4] = float('nan')  # a joint's y
+    results[3]['score'] = float('inf')
+    results[5]['score'] = 'high'
+    results[7]['category_id'] = 2  # one stray id: silently changed AP before
+    return results, {2: 'keypoints value 4 (joint 1 y) is nan', 3: 'score is inf', 5: "score is 'high', not a number",
+                     7: "category_id is 2, but the ground truth's keypoint category is 1"}
+
+
+def test_each_invalid_result_exits_2_naming_file_and_index(tool, coco_ann, tmp_path, capsys):
+    results, problems = invalid_results(coco_ann)
+    for index, detail in problems.items():
+        one = gt_results(coco_ann)
+        one[index] = results[index]
+        res = tmp_path / f'bad{index}.json'
+        res.write_text(json.dumps(one))  # allow_nan: the file holds NaN / Infinity tokens
+        for extra in ([], ['--rescore']):  # rescoring would turn a NaN joint score into a NaN pose score
+            code, out, err = run_tool_main(tool, capsys, ['coco', '--ann-file', coco_ann, '--results', str(res)]
+                                           + extra)
+            assert code == 2 and out == '' and err.count('\n') == 1, err
+            assert err.startswith(f"error: {res}: entry {index} (image_id {one[index]['image_id']}): {detail}"), err
+            assert '--drop-invalid' in err
+
+
+def test_drop_invalid_scores_the_rest_and_counts_by_reason(tool, coco_ann, tmp_path, capsys):
+    results, problems = invalid_results(coco_ann)
+    res = tmp_path / 'mixed.json'
+    res.write_text(json.dumps(results))
+    out_json = tmp_path / 'stats.json'
+    code, out, err = run_tool_main(tool, capsys, ['coco', '--ann-file', coco_ann, '--results', str(res),
+                                                  '--drop-invalid', '--out', str(out_json)])
+    assert code == 0 and err == ''
+    assert (f'{res}: scored 8 of 12 results; dropped 4: 1 non-finite keypoints, 1 non-finite score, '
+            f'1 non-numeric score, 1 wrong category_id') in out
+    # The score is exactly that of the valid results alone: nothing dropped changes it.
+    valid = write_json(tmp_path / 'valid.json', [r for i, r in enumerate(results) if i not in problems])
+    reference = tmp_path / 'reference.json'
+    assert tool.main(['coco', '--ann-file', coco_ann, '--results', valid, '--out', str(reference)]) == 0
+    assert json.loads(out_json.read_text()) == json.loads(reference.read_text())
+    assert json.loads(out_json.read_text())['AP'] < 1.0  # 4 of 12 people missing
+
+
+def test_scores_above_1_give_a_warning_line_not_an_error(tool, coco_ann, tmp_path, capsys):
+    results = gt_results(coco_ann)
+    results[0]['score'], results[1]['score'] = 3.5, 1.2
+    res = write_json(tmp_path / 'logits.json', results)
+    code, out, err = run_tool_main(tool, capsys, ['coco', '--ann-file', coco_ann, '--results', res])
+    assert code == 0 and '| logits.json | 1.000 |' in out
+    assert err.startswith(f'warning: {res}: 2 of 12 results have a score above 1 (max 3.5)') and err.count('\n') == 1
+
+
+def test_mpii_non_finite_prediction_exits_2(tool, gt_mat, tmp_path, capsys):
+    preds = mpii_gt_preds(gt_mat)
+    preds[3, 10, 0] = np.nan
+    path = str(tmp_path / 'preds.npy')
+    np.save(path, preds)
+    code, out, err = run_tool_main(tool, capsys, ['mpii', '--gt-mat', gt_mat, '--preds', path])
+    assert code == 2 and out == ''
+    assert err.startswith(f'error: {path}: person 3 joint 10 (rwri) is [nan, ') and 'not finite (1 such joints)' in err
+
+
+def test_mpii_summary_and_metrics_file_without_nan_tokens(tool, gt_mat, tmp_path, capsys):
+    path = write_json(tmp_path / 'preds.json', {'preds': mpii_gt_preds(gt_mat).tolist()})
+    out_json = tmp_path / 'pckh.json'
+    code, out, _ = run_tool_main(tool, capsys, ['mpii', '--gt-mat', gt_mat, '--preds', path, '--out', str(out_json)])
+    assert code == 0 and f'{path}: scored 5 of 5 people (76 annotated joints)' in out
+    json.loads(out_json.read_text(), parse_constant=lambda c: pytest.fail(f'{c} in the metrics file'))
+    code, out, err = run_tool_main(tool, capsys, ['mpii', '--gt-mat', gt_mat, '--preds', path, '--out', str(tmp_path)])
+    assert code == 2 and err.startswith(f'error: {tmp_path}: cannot write the metrics file')  # --out is a folder
+
+
+def test_oks_nms_needs_a_finite_area(tool, coco_ann, tmp_path, capsys):
+    results = gt_results(coco_ann)
+    results[0]['score'] = float('nan')  # dropped first, so the entry index below is the file's
+    results[6]['bbox'] = [0, 0, 'wide', 10]
+    res = tmp_path / 'res.json'
+    res.write_text(json.dumps(results))
+    argv = ['coco', '--ann-file', coco_ann, '--results', str(res), '--drop-invalid']
+    assert run_tool_main(tool, capsys, argv + ['--rescore'])[0] == 0  # the area is only read by OKS NMS
+    code, _, err = run_tool_main(tool, capsys, argv + ['--oks-nms'])
+    assert code == 2 and err.startswith(f"error: {res}: entry 6 (image_id {results[6]['image_id']}): its 'area' or "
+                                        f"'bbox' ([0, 0, 'wide', 10]) is not a finite area")

@@ -1,6 +1,8 @@
 """Evaluation: COCO keypoint AP against pycocotools itself, MPII PCKh known answers, heatmap accuracy."""
 import json
+import logging
 import os
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -124,13 +126,14 @@ def test_custom_keypoint_set_uses_its_own_sigmas(tmp_path):
     assert {r['category_id'] for r in written} == {3}  # the file's own keypoint category
 
 
-def test_zero_predictions_give_zero_ap_with_a_warning(coco_tiny):
+def test_zero_predictions_give_zero_ap_with_a_warning(coco_tiny, caplog):
     ann = os.path.join(coco_tiny, 'annotations', 'person_keypoints_val2017.json')
     empty = {'keypoints': np.zeros((0, 17, 3)), 'score': np.zeros(0), 'area': np.zeros(0),
              'image_id': np.zeros(0, dtype=int)}
-    with pytest.warns(UserWarning, match='no predictions'):
+    with caplog.at_level(logging.WARNING):
         metrics, _ = evaluate_predictions(coco_standin(ann), empty, None)
     assert metrics['AP'] == 0.0 and metrics['AR'] == 0.0
+    assert [r.getMessage() for r in caplog.records if 'no predictions' in r.getMessage()]
 
 
 def test_coco_bad_inputs(coco_tiny):
@@ -143,7 +146,7 @@ def test_coco_bad_inputs(coco_tiny):
     preds['score'] = preds['score'][:3]
     with pytest.raises(ValueError, match=r"preds\['score'\] has shape \(3,\)"):
         evaluate_predictions(coco_standin(ann), preds, None)
-    with pytest.raises(ValueError, match=r"entry 1 'keypoints' has 6 values, expected 51"):
+    with pytest.raises(ValueError, match=r"r.json: entry 1 \(image_id 1\): 'keypoints' has 6 values, expected 51"):
         ck.check_results([{'image_id': 1, 'category_id': 1, 'keypoints': [0.0] * 51, 'score': 1},
                           {'image_id': 1, 'category_id': 1, 'keypoints': [0.0] * 6, 'score': 1}], 17, 'r.json')
     with pytest.raises(ValueError, match=r"17 OKS sigmas given, but the annotation file has 3 keypoints"):
@@ -337,3 +340,129 @@ def test_real_mpii_dataset_object_feeds_evaluation(mpii_tiny, mpii_gt, tmp_path)
              'index': np.arange(n), 'score': np.ones(n), 'area': np.ones(n), 'image_id': np.arange(n)}
     metrics, primary = evaluate_predictions(dataset, preds, str(tmp_path))
     assert primary == 'Mean' and metrics['Mean'] == 100.0 and len(dataset) == n
+
+
+# ------------------------------------------------------------------------ invalid input, nothing silently wrong
+def test_results_json_is_never_written_with_nan(coco_tiny, tmp_path):
+    """A diverged model's NaN keypoint is an error naming the results file and the result, not `NaN` tokens."""
+    ann = os.path.join(coco_tiny, 'annotations', 'person_keypoints_val2017.json')
+    preds = gt_as_preds(ann)
+    preds['keypoints'][4, 2, 1] = np.nan
+    path = tmp_path / 'keypoints_val2017_results.json'
+    with pytest.raises(ValueError, match=rf'^{re.escape(str(path))}: result \d+ \(image_id \d+\) has a non-finite'):
+        evaluate_predictions(coco_standin(ann), preds, str(tmp_path), rescore=False, nms=False)
+    assert os.listdir(tmp_path) == []  # neither the file nor its temporary copy
+    with pytest.raises(ValueError, match=r"entry 4 \(image_id \d+\): keypoints value 7 \(joint 2 y\) is nan"):
+        evaluate_predictions(coco_standin(ann), preds, None, rescore=False, nms=False)  # not scored either
+    results = [{'image_id': 1, 'category_id': 1, 'keypoints': [0.0] * 51, 'score': float('inf')}]
+    with pytest.raises(ValueError, match=r'r\.json: result 0 \(image_id 1\) has a non-finite'):
+        ck.write_results_json(results, str(tmp_path / 'r.json'))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('with_output_dir', [False, True])
+def test_zero_row_preds_with_every_key_score_zero_with_one_warning(coco_tiny, tmp_path, caplog, with_output_dir):
+    """What run_inference returns for an empty detections file: every key, zero rows."""
+    ann = os.path.join(coco_tiny, 'annotations', 'person_keypoints_val2017.json')
+    empty = {'keypoints': np.zeros((0, 17, 3)), 'center': np.zeros((0, 2)), 'scale': np.zeros((0, 2)),
+             'area': np.zeros(0), 'score': np.zeros(0), 'image_id': np.zeros(0, dtype=np.int64),
+             'index': np.zeros(0, dtype=np.int64)}
+    with caplog.at_level(logging.WARNING):
+        metrics, primary = evaluate_predictions(coco_standin(ann), empty, str(tmp_path) if with_output_dir else None)
+    assert primary == 'AP' and tuple(metrics) == STAT_NAMES and all(v == 0.0 for v in metrics.values())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and 'no predictions' in warnings[0].getMessage()
+    if with_output_dir:  # the (empty) results file is still there: the run happened
+        assert json.loads((tmp_path / 'keypoints_val2017_results.json').read_text()) == []
+
+
+def test_mpii_zero_row_preds_score_zero_with_one_warning(mpii_tiny, caplog):
+    empty = {'keypoints': np.zeros((0, 16, 3)), 'center': np.zeros((0, 2)), 'scale': np.zeros((0, 2)),
+             'area': np.zeros(0), 'score': np.zeros(0), 'image_id': np.zeros(0, dtype=np.int64),
+             'index': np.zeros(0, dtype=np.int64)}
+    ds = SimpleNamespace(name='mpii', gt_mat=os.path.join(mpii_tiny, 'annot', 'gt_valid_synthetic_headboxes.mat'))
+    with caplog.at_level(logging.WARNING):
+        metrics, primary = evaluate_predictions(ds, empty, None)
+    assert primary == 'Mean' and tuple(metrics) == PCKH_NAMES and all(v == 0.0 for v in metrics.values())
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_ground_truth_with_nan_keypoints_is_an_error(coco_tiny, tmp_path):
+    """pycocotools scores a NaN ground-truth joint as a match (AP 1.000); we refuse it, naming the annotation."""
+    ann = os.path.join(coco_tiny, 'annotations', 'person_keypoints_val2017.json')
+    with open(ann) as f:
+        gt = json.load(f)
+    victim = next(a for a in gt['annotations'] if a['num_keypoints'] > 0)
+    victim['keypoints'][3] = float('nan')
+    bad = tmp_path / 'person_keypoints_val2017.json'
+    bad.write_text(json.dumps(gt))  # json writes the bare NaN token, as a careless converter would
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}: annotation id {victim['id']} "
+                                         rf"\(image_id {victim['image_id']}\): keypoints value 3 \(joint 1 x\) is nan"):
+        evaluate_predictions(coco_standin(str(bad)), gt_as_preds(ann), None)
+
+
+def test_check_results_reasons_and_drop_invalid():
+    good = {'image_id': 1, 'category_id': 1, 'keypoints': [1.0] * 51, 'score': 0.5}
+    bad = [dict(good, keypoints=[1.0] * 50 + [float('nan')]), dict(good, score='0.9'), dict(good, score=float('inf')),
+           dict(good, category_id=2), dict(good, image_id=9), dict(good, keypoints=[1.0] * 50 + ['x']), [1, 2],
+           dict(good, score=True)]
+    kept, dropped = ck.check_results([good] + bad + [good], 17, 'r.json', category_id=1, image_ids={1},
+                                     drop_invalid=True)
+    assert kept == [good, good]
+    assert dropped == {'non-finite keypoints': 1, 'non-numeric score': 2, 'non-finite score': 1,
+                       'wrong category_id': 1, 'unknown image_id': 1, 'non-numeric keypoints': 1, 'malformed': 1}
+    with pytest.raises(ValueError, match=r"^r\.json: entry 1 \(image_id 1\): category_id is 2, but the ground "
+                                         r"truth's keypoint category is 1$"):
+        ck.check_results([good, dict(good, category_id=2)], 17, 'r.json', category_id=1)
+
+
+def test_pckh_person_with_zero_head_size_is_not_counted(mpii_gt, caplog):
+    """mmpose's rule: no normaliser, no count -- not a miss for each of that person's joints."""
+    boxes = mpii_gt.headboxes.copy()
+    boxes[1, 1] = boxes[1, 0]  # person 1: a head box of zero size
+    gt = mpii_pckh.MpiiGroundTruth(mpii_gt.joints, mpii_gt.missing, boxes)
+    preds = mpii_gt.joints - 1.0
+    preds[1] += 1000.0  # every joint of person 1 far off: would be 14 misses
+    with caplog.at_level(logging.WARNING):
+        metrics = pckh_metrics(preds, gt)
+    assert all(v == 100.0 for v in metrics.values()), metrics
+    assert '1 of 5 people have a zero head size' in caplog.text
+    assert np.isnan(mpii_pckh.normalized_errors(preds, gt)[1]).all()
+    preds[0, mpii_index('right_wrist'), 0] += 1000.0  # the other people still count
+    assert pckh_metrics(preds, gt)['Wrist'] < 100.0
+
+
+def test_mpii_ground_truth_with_nan_is_an_error(mpii_gt, tmp_path):
+    pos = np.transpose(mpii_gt.joints, (1, 2, 0)).copy()
+    pos[3, 0, 2] = np.nan  # person 2, joint 3 (left hip, annotated)
+    assert not mpii_gt.missing[2, 3]
+    bad = tmp_path / 'gt.mat'
+    savemat(str(bad), {'pos_gt_src': pos, 'jnt_missing': mpii_gt.missing.T.astype(float),
+                       'headboxes_src': np.transpose(mpii_gt.headboxes, (1, 2, 0))})
+    with pytest.raises(ValueError, match=r"gt\.mat: person 2 \(0-based\): an annotated joint in 'pos_gt_src' is not "
+                                         r"finite"):
+        load_gt_mat(str(bad))
+
+
+def test_accuracy_sample_with_zero_normaliser_is_not_counted():
+    target = np.concatenate([peak_maps([(20, 30), (20, 30)])] * 2)
+    output = np.concatenate([peak_maps([(20, 30), (20, 30)]), peak_maps([(40, 5), (40, 5)])])
+    normalize = np.array([[6.4, 4.8], [0.0, 4.8]])  # sample 1 has no x normaliser
+    with np.errstate(all='raise'):  # and no division by zero happens
+        acc, avg, cnt, _ = accuracy(output, target, normalize=normalize)
+    np.testing.assert_allclose(acc, [1.0, 1.0, 1.0])  # sample 1's misses are not counted
+    assert avg == 1.0 and cnt == 2
+    acc, avg, cnt, _ = accuracy(output, target, normalize=np.zeros(2))
+    np.testing.assert_allclose(acc, [0.0, -1.0, -1.0])
+    assert cnt == 0 and avg == 0.0
+
+
+def test_metrics_json_has_null_not_nan(tmp_path):
+    from collections import OrderedDict
+    from lib.evaluation import write_metrics_json
+    path = write_metrics_json(OrderedDict([('Head', 97.5), ('Ankle', float('nan')), ('Mean', float('inf'))]),
+                              str(tmp_path / 'sub' / 'metrics.json'))
+    text = open(path).read()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f'{c} token')) == {'Head': 97.5, 'Ankle': None,
+                                                                                    'Mean': None}
+    assert os.listdir(tmp_path / 'sub') == ['metrics.json']

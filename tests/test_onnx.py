@@ -137,3 +137,41 @@ def test_official_idioms_baseline_exports_at_a_fixed_batch_only(name: str, tmp_p
             dict(layers.KERNELS)) == library_before
     with pytest.raises(ValueError, match='fixed batch only'):
         export_and_check(model, tmp_path / 'dynamic.onnx', (96, 128), x, graph='official', dynamic_batch=True)
+
+
+def test_convert2onnx_rejects_bad_opset_and_output_before_exporting(tmp_path, capsys) -> None:
+    """Each check runs before the weights are read: TEST.MODEL_FILE names a missing file, yet the error
+    is about the option."""
+    missing = str(tmp_path / 'none.pth')
+    main = load_script('convert2onnx').main
+
+    def error_of(*argv: str) -> str:
+        assert main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', missing, *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and 'none.pth' not in err, err
+        return err
+
+    # Opsets 9 and 10 fail inside the exporter for every graph (bilinear upsampling needs Resize-11).
+    assert error_of('--opset', '10').startswith('error: --opset 10: the export needs an opset from 11')
+    assert 'to ' in error_of('--opset', '99')
+    assert error_of('--output', str(tmp_path)) == f'error: --output {tmp_path}: is a folder; give the .onnx file ' \
+                                                  f'to write, e.g. {tmp_path / "model.onnx"}\n'
+    assert error_of('--output', str(tmp_path / 'no' / 'm.onnx')) == \
+        f'error: --output {tmp_path / "no" / "m.onnx"}: the folder {tmp_path / "no"} does not exist\n'
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    assert f'the folder {blocker} is a file, not a folder' in error_of('--output', str(blocker / 'm.onnx'))
+    if os.geteuid() != 0:  # root writes anywhere
+        readonly = tmp_path / 'ro'
+        readonly.mkdir(mode=0o500)
+        assert error_of('--output', str(readonly / 'm.onnx')).endswith('m.onnx: not writable\n')
+
+
+def test_export_and_check_validates_opset_and_path_first(tmp_path) -> None:
+    model = torch.nn.Conv2d(3, 1, 1)
+    x = {'batch 1': np.zeros((1, 3, 8, 8), np.float32)}
+    with pytest.raises(ValueError, match='opset 10: the export needs an opset from 11'):
+        export_and_check(model, tmp_path / 'm.onnx', (8, 8), x, opset=10, graph='plain')
+    with pytest.raises(ValueError, match='is a folder'):
+        export_and_check(model, tmp_path, (8, 8), x, graph='plain')
+    assert not list(tmp_path.iterdir())

@@ -97,3 +97,33 @@ def test_bad_inputs_fail_clearly(coco_tiny, weights, tmp_path, capsys):
     save_model_file(path30, build_model(cfg30), cfg30)
     message = error_of(*opts(coco_tiny, str(tmp_path), path30))
     assert 'lhr30.pth does not fit the model' in message and 'unexpected keys' in message
+
+
+def test_an_empty_detections_file_scores_zero_predictions(coco_tiny, weights, tmp_path):
+    """A detector that found nobody (`[]`): no KeyError; an empty results file and metrics of 0."""
+    dets = tmp_path / 'no_people.json'
+    dets.write_text('[]')
+    metrics, results = run_test(coco_tiny, str(tmp_path / 'out'), weights[0],
+                                **{'TEST.USE_GT_BBOX': 'False', 'TEST.COCO_BBOX_FILE': str(dets)})
+    assert results == []
+    assert metrics['AP'] == 0.0
+
+
+def test_a_weights_file_holding_a_tensor_is_named(coco_tiny, tmp_path, capsys):
+    path = tmp_path / 'tensor.pth'
+    torch.save(torch.zeros(2), path)
+    tool = load_tool('test')
+    assert tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu',
+                                            *opts(coco_tiny, str(tmp_path), str(path))])) == 2
+    assert capsys.readouterr().err.startswith(f'error: {path}: no state dict found: it holds a Tensor of shape (2,)')
+
+
+def test_a_results_file_that_cannot_be_written_is_named(coco_tiny, weights, tmp_path, capsys):
+    """metrics.json cannot be created (a folder is in the way, which fails for root too): one line, exit 2."""
+    out = str(tmp_path)
+    metrics_json = os.path.join(output_dirs(load_config(CFG, ['OUTPUT_DIR', out]))[0], 'metrics.json')
+    os.makedirs(metrics_json)
+    tool = load_tool('test')
+    argv = ['--cfg', CFG, '--device', 'cpu', *opts(coco_tiny, out, weights[0], **{'TEST.USE_GT_BBOX': 'True'})]
+    assert tool.run_tool(lambda: tool.main(argv)) == 2
+    assert capsys.readouterr().err == f'error: {metrics_json}: Is a directory\n'

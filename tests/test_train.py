@@ -130,13 +130,77 @@ def test_resume_is_exact(straight_run, synthetic_tiny, tmp_path):
     assert lr == pytest.approx(cfg.TRAIN.LR * 0.1)  # iteration 3 (last): epoch 1, warmup over
 
 
-def test_pretrained_weights_are_loaded(straight_run, synthetic_tiny, tmp_path):
+def without_training_steps(monkeypatch) -> None:
+    """tools/train.py's epochs take no step, so final_state.pth holds exactly the weights it started from."""
+    tool = load_tool('train')
+    monkeypatch.setattr(tool, 'train_one_epoch', lambda *args, iteration, **kwargs: (iteration, 0.0))
+
+
+def test_pretrained_weights_are_loaded(straight_run, synthetic_tiny, tmp_path, monkeypatch):
     final = os.path.join(run_dir(straight_run), 'final_state.pth')
-    # END_EPOCH 0: no training step, so final_state.pth must be exactly the loaded weights.
-    assert train(synthetic_tiny, str(tmp_path), **{'MODEL.PRETRAINED': final, 'TRAIN.END_EPOCH': '0'}) == 0
+    without_training_steps(monkeypatch)
+    assert train(synthetic_tiny, str(tmp_path), **{'MODEL.PRETRAINED': final, 'TRAIN.END_EPOCH': '1'}) == 0
     loaded = load_checkpoint_file(os.path.join(run_dir(str(tmp_path)), 'final_state.pth'))['model']
     source = load_checkpoint_file(final)['model']
     assert all(torch.equal(loaded[k], source[k]) for k in source)
+
+
+def test_pretrained_exclude_keeps_the_head_of_the_new_model(straight_run, synthetic_tiny, tmp_path, monkeypatch,
+                                                            caplog):
+    """MODEL.PRETRAINED_EXCLUDE reaches load_weights: backbone from the checkpoint, head as initialised.
+    (Another NUM_JOINTS needs a data set with that many joints; tests/test_checkpoint.py loads 17 into 5.)"""
+    final = os.path.join(run_dir(straight_run), 'final_state.pth')
+    without_training_steps(monkeypatch)
+    with caplog.at_level('INFO'):
+        assert train(synthetic_tiny, str(tmp_path), **{'MODEL.PRETRAINED': final, 'TRAIN.END_EPOCH': '1',
+                                                       'MODEL.PRETRAINED_EXCLUDE': "['keypoint_head.*']"}) == 0
+    loaded = load_checkpoint_file(os.path.join(run_dir(str(tmp_path)), 'final_state.pth'))['model']
+    source = load_checkpoint_file(final)['model']
+    head = [k for k in source if k.startswith('keypoint_head.')]
+    assert head and all(not torch.equal(loaded[k], source[k]) for k in head if k.endswith('weight'))
+    assert all(torch.equal(loaded[k], source[k]) for k in source if k not in head)
+    assert "2 key(s) skipped by MODEL.PRETRAINED_EXCLUDE ['keypoint_head.*']" in caplog.text
+
+
+def test_a_checkpoint_holding_a_tensor_is_named(synthetic_tiny, tmp_path, capsys):
+    """A checkpoint.pth that is not a training state (here a bare tensor): exit 2 naming it, file kept."""
+    out = str(tmp_path)
+    ckpt = os.path.join(run_dir(out), 'checkpoint.pth')
+    os.makedirs(os.path.dirname(ckpt))
+    torch.save(torch.zeros(3), ckpt)
+    before = open(ckpt, 'rb').read()
+    tool = load_tool('train')
+    code = tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu', *tiny_opts(synthetic_tiny, out)]))
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f'error: {ckpt}: not a training checkpoint: it holds a Tensor')
+    assert open(ckpt, 'rb').read() == before
+
+
+@pytest.fixture
+def no_labelled_person(synthetic_tiny, tmp_path):
+    """synthetic_tiny with a validation annotation file that has images but no person."""
+    import json
+    import shutil
+    root = str(tmp_path / 'no_person')
+    shutil.copytree(synthetic_tiny, root, symlinks=True)
+    ann = os.path.join(root, 'annotations', 'person_keypoints_val2017.json')
+    data = json.load(open(ann))
+    data['annotations'] = []
+    json.dump(data, open(ann, 'w'))
+    return root
+
+
+def test_an_empty_validation_set_loses_no_epoch(no_labelled_person, tmp_path, capsys):
+    """No labelled person in the validation set: zero predictions are scored (AP 0, by lib/evaluation) and
+    the checkpoint is written before validation, so the epoch is kept either way."""
+    out = str(tmp_path / 'run')
+    tool = load_tool('train')
+    code = tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu',
+                                            *tiny_opts(no_labelled_person, out, **{'TRAIN.END_EPOCH': '1'})]))
+    err = capsys.readouterr().err
+    assert 'KeyError' not in err
+    assert load_checkpoint_file(os.path.join(run_dir(out), 'checkpoint.pth'))['epoch'] == 1
+    assert code == 0, err
 
 
 def test_nan_loss_stops_and_keeps_the_checkpoint(synthetic_tiny, tmp_path, monkeypatch, capsys):
@@ -213,3 +277,12 @@ def test_checkpoint_is_never_half_written(tmp_path):
         if os.path.exists(path):
             state = load_checkpoint_file(path)
             assert torch.all(state['model']['bias'] == state['epoch'])
+
+
+def test_no_samples_give_every_key_with_zero_rows():
+    """An empty loader (no box at all): run_inference and gather_predictions keep the keys evaluation reads."""
+    from lib.core.function import run_inference
+    from lib.utils.dist import gather_predictions
+    preds = gather_predictions(run_inference(torch.nn.Linear(1, 1), [], codec=None, flip_pairs=[], num_joints=17))
+    assert set(preds) == {'keypoints', 'center', 'scale', 'area', 'score', 'image_id', 'index'}
+    assert preds['keypoints'].shape == (0, 17, 3) and all(len(v) == 0 for v in preds.values())

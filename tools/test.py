@@ -12,7 +12,6 @@ sample once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -27,6 +26,7 @@ from lib.utils.checkpoint import load_weights
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.dist import cleanup, init_distributed
 from lib.utils.logger import create_logger, run_tool
+from lib.utils.run_folder import named_file_errors
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,10 +37,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    with named_file_errors():  # a results file that cannot be written: one line naming it (exit 2)
+        return evaluate_model(parse_args(argv))
+
+
+def evaluate_model(args: argparse.Namespace) -> int:
     cfg = load_config(args.cfg, args.opts)
     if not cfg.TEST.MODEL_FILE:
-        raise ValueError('no model to test: pass TEST.MODEL_FILE path/to/weights.pth')
+        raise ValueError('TEST.MODEL_FILE: empty, so there is no model to test; pass TEST.MODEL_FILE path/to/weights.pth')
     model = build_model(cfg)
     load_weights(model, cfg.TEST.MODEL_FILE)  # checked before any process group or output folder exists
 
@@ -56,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device, cfg.TEST.CHANNELS_LAST)
 
     if dist_info.is_main:
-        from lib.evaluation import print_metrics_table
+        from lib.evaluation import print_metrics_table, write_metrics_json
         print_metrics_table(metrics, f'{cfg.MODEL.NAME} on {cfg.DATASET.DATASET} {cfg.DATASET.TEST_SET} '
                                      f'({len(dataset)} samples)', logger=logger)  # console and log file
-        with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
-            json.dump(metrics, f, indent=2)
+        write_metrics_json(metrics, os.path.join(output_dir, 'metrics.json'))  # null, never a bare NaN
         logger.info('%s %.4f; results and metrics.json in %s', key, metrics[key], output_dir)
     cleanup()
     return 0

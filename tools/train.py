@@ -6,6 +6,11 @@
 Re-running the same command resumes from OUTPUT_DIR/<dataset>/<model>/<config>/checkpoint.pth
 (TRAIN.AUTO_RESUME). Writes checkpoint.pth (latest), model_best.pth (best validation metric) and
 final_state.pth there, plus the log file and the resolved config; TensorBoard scalars go to LOG_DIR/....
+
+One training per output folder: rank 0 takes OUTPUT_DIR/.../train.lock before writing anything, and a
+second run on the same folder stops at once (exit 2). Weights that became NaN or infinite are never saved
+(exit 1; the last good checkpoint.pth stays and resumes). A run that fails removes the folders it
+created if they are still empty.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from lib.config import load_config
+from lib.config import load_config, output_dirs
 from lib.core.function import build_loader, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
@@ -26,8 +31,10 @@ from lib.models import build_model
 from lib.utils.checkpoint import CheckpointError, load_weights
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.dist import barrier, broadcast_object, cleanup, init_distributed
-from lib.utils.logger import create_logger, run_tool
-from lib.utils.training_state import apply_training_state, read_training_state, save_model_file, save_training_state
+from lib.utils.logger import UserError, create_logger, run_tool
+from lib.utils.run_folder import RunLock, make_dirs, named_file_errors, remove_empty_dirs
+from lib.utils.training_state import (apply_training_state, check_finite_model, read_training_state, save_model_file,
+                                      save_training_state)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,12 +85,42 @@ def make_debug_fn(output_dir: str, codec, metainfo):
     return debug_fn
 
 
+def claim_output_folder(cfg, dist_info) -> tuple[RunLock, list[str], str | None]:
+    """(lock, folders created, stale-lock warning): rank 0 creates the output and TensorBoard folders and
+    takes the folder's run lock before any file is written. A busy folder raises RunFolderBusyError on
+    every rank (rank 0's outcome is broadcast, so no rank waits for the others forever)."""
+    lock, created, outcome = RunLock(output_dirs(cfg)[0]), [], None
+    if dist_info.is_main:
+        try:
+            created = make_dirs(*output_dirs(cfg))
+            outcome = lock.acquire()
+        except UserError as err:
+            remove_empty_dirs(created)
+            outcome = err
+    outcome = broadcast_object(outcome)
+    if isinstance(outcome, UserError):
+        raise outcome
+    return lock, created, outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
     dist_info = init_distributed(args.device)
+    lock, created, stale_lock_warning = claim_output_folder(cfg, dist_info)
+    try:
+        with named_file_errors():  # a PermissionError or full disk mid-run: one line naming the file
+            return run_training(cfg, args, dist_info, stale_lock_warning)
+    finally:
+        lock.release()
+        remove_empty_dirs(created)  # only folders still empty: a run that failed before writing into them
+
+
+def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: str | None) -> int:
     rank, world, device = dist_info.rank, dist_info.world_size, dist_info.device
     logger, output_dir, tb_dir = create_logger(cfg, 'train')
+    if stale_lock_warning:
+        logger.warning(stale_lock_warning)
     logger.info('resolved config:\n%s', cfg.dump())
     logger.info('%d process(es), device %s', world, device)
     torch.manual_seed(seed_for(cfg, rank))
@@ -98,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model = build_model(cfg)
     if cfg.MODEL.PRETRAINED:
-        load_weights(model, cfg.MODEL.PRETRAINED)
-        logger.info('loaded weights from %s', cfg.MODEL.PRETRAINED)
+        load_weights(model, cfg.MODEL.PRETRAINED, exclude=cfg.MODEL.PRETRAINED_EXCLUDE)
+        logger.info('loaded weights from %s%s', cfg.MODEL.PRETRAINED,
+                    f' except {list(cfg.MODEL.PRETRAINED_EXCLUDE)}' if cfg.MODEL.PRETRAINED_EXCLUDE else '')
     model.to(device)
     if cfg.TRAIN.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
@@ -121,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     start_epoch, iteration = cfg.TRAIN.BEGIN_EPOCH, cfg.TRAIN.BEGIN_EPOCH * iters_per_epoch
-    best_perf, best_epoch = -float('inf'), -1
+    best_perf, best_epoch, saved_epoch = -float('inf'), -1, None
     ckpt_path = os.path.join(output_dir, 'checkpoint.pth')
     state = read_resume_state(ckpt_path) if cfg.AUTO_RESUME and dist_info.is_main else None
     state = broadcast_object(state)  # rank 0 reads; other machines need not see the file
@@ -130,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if state is not None:
         state = apply_training_state(state, model=model, optimizer=optimizer, scaler=scaler, source=ckpt_path)
         start_epoch, iteration = state['epoch'], state['iteration']
-        best_perf, best_epoch = state['best_perf'], state['best_epoch']
+        best_perf, best_epoch, saved_epoch = state['best_perf'], state['best_epoch'], start_epoch
         logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,
                     best_perf)
     if dist_info.distributed:
@@ -151,7 +189,23 @@ def main(argv: list[str] | None = None) -> int:
         iteration, loss = train_one_epoch(cfg, model, train_loader, criterion, optimizer, scaler, epoch=epoch,
                                           iteration=iteration, iters_per_epoch=iters_per_epoch, device=device,
                                           writer=writer, debug_fn=debug_fn)
+        # The loss is checked before every step, the weights after the last one: a step that diverged at
+        # the end of the epoch must be neither validated nor saved. Every rank holds the same weights, so
+        # all ranks stop together.
+        last_good = f'{ckpt_path} (written after epoch {saved_epoch - 1})' if saved_epoch is not None else None
+        check_finite_model(model, f'after epoch {epoch}, iteration {iteration}', last_good)
+
+        def save_checkpoint() -> None:
+            save_training_state(ckpt_path, model=model, optimizer=optimizer, scaler=scaler, epoch=epoch + 1,
+                                iteration=iteration, best_perf=best_perf, best_epoch=best_epoch, cfg=cfg)
+
         last = epoch + 1 == cfg.TRAIN.END_EPOCH
+        checkpoint_epoch = (epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or last
+        if checkpoint_epoch:  # before validation: a crash or kill there loses no training
+            if dist_info.is_main:
+                save_checkpoint()
+                logger.info('epoch %d done: mean loss %.4g, checkpoint written', epoch, loss)
+            saved_epoch = epoch + 1  # on every rank: each names it if the next epoch diverges
         if (epoch + 1) % cfg.TRAIN.VAL_INTERVAL == 0 or last:
             metrics, key = validate(cfg, model, val_loader, val_set, output_dir, device, cfg.TRAIN.CHANNELS_LAST)
             if dist_info.is_main:
@@ -163,10 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                     save_model_file(os.path.join(output_dir, 'model_best.pth'), model, cfg,
                                     epoch=epoch + 1, perf=best_perf, metric=key)
                     logger.info('new best %s %.4f -> model_best.pth', key, best_perf)
-        if dist_info.is_main and ((epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or last):
-            save_training_state(ckpt_path, model=model, optimizer=optimizer, scaler=scaler, epoch=epoch + 1,
-                                iteration=iteration, best_perf=best_perf, best_epoch=best_epoch, cfg=cfg)
-            logger.info('epoch %d done: mean loss %.4g, checkpoint written', epoch, loss)
+                    if checkpoint_epoch:
+                        save_checkpoint()  # again, so that a resumed run knows this best
         barrier()
 
     if dist_info.is_main:

@@ -11,20 +11,24 @@ key, so a dumped config loads on its own. `CFG_NAME` is the stem of the file pas
 file sets CFG_NAME itself, as a dumped config does), so the output folder follows the file you ran.
 
 `load_config` never touches a module-level object: it merges into a fresh copy of the defaults and
-returns it frozen. Unknown keys, removed keys (with what to use instead) and values of the wrong type
-fail with a `ConfigError` that names the key and the file (or the command line) it came from.
+returns it frozen. Unknown keys, removed keys (with what to use instead), values of the wrong type (list
+items included), values outside their range (default.RANGES) and keys that contradict each other
+(`_RULES` below, e.g. TRAIN.END_EPOCH <= TRAIN.BEGIN_EPOCH) fail with a `ConfigError` that names the key
+and the file (or the command line) its value came from, before any work starts.
 """
 from __future__ import annotations
 
 import ast
 import glob
+import math
 import os
-from typing import Any, Iterable, Sequence
+import re
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 
-from .default import _C, REMOVED_KEYS
+from .default import _C, LIST_ITEM_TYPES, RANGES, REMOVED_KEYS
 
 __all__ = ['BASE_KEY', 'BASES_DIR', 'ConfigError', 'experiment_configs', 'get_cfg', 'load_config', 'merge_opts',
            'output_dirs']
@@ -32,6 +36,8 @@ __all__ = ['BASE_KEY', 'BASES_DIR', 'ConfigError', 'experiment_configs', 'get_cf
 
 BASE_KEY = '_BASE_'
 BASES_DIR = '_base_'  # folders of recipe files that are only ever a _BASE_, never run
+DEFAULTS = 'defaults'  # the source of a value no file or override set
+COMMAND_LINE = 'command line'
 
 
 class ConfigError(ValueError):
@@ -59,7 +65,7 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
             return value
     elif isinstance(default, (list, tuple)):
         if isinstance(value, (list, tuple)):
-            return list(value)
+            return _coerce_items(list(value), default, key, source)
     elif default is None:
         return value
     raise ConfigError(
@@ -67,7 +73,24 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
         f"(default {default!r}), got {value!r} of type {type(value).__name__}")
 
 
-def _merge_dict(node: CN, data: dict, source: str, prefix: str = '') -> None:
+def _coerce_items(items: list, default: Sequence, key: str, source: str) -> list:
+    """Each item converted to the type of the default's items (LIST_ITEM_TYPES when the default is empty)."""
+    item_type = type(default[0]) if default else LIST_ITEM_TYPES.get(key)
+    if item_type is None:
+        return items
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(_coerce(item, item_type(), key, source))
+        except ConfigError:
+            raise ConfigError(f"{source}: key '{key}' expects a list of {item_type.__name__}, got item {i} "
+                              f"{item!r} of type {type(item).__name__} in {items!r}") from None
+    return out
+
+
+def _merge_dict(node: CN, data: dict, source: str, prefix: str = '',
+                origins: Optional[dict[str, str]] = None) -> None:
+    """Merge a YAML mapping into `node`; `origins` (when given) records `source` for every key set."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: '{prefix.rstrip('.') or '<top level>'}' must be a mapping, got {data!r}")
     for name, value in data.items():
@@ -77,9 +100,11 @@ def _merge_dict(node: CN, data: dict, source: str, prefix: str = '') -> None:
                 f"{source}: unknown config key '{key}'{_suggest(node, name, prefix)}")
         default = node[name]
         if isinstance(default, CN):
-            _merge_dict(default, value, source, key + '.')
+            _merge_dict(default, value, source, key + '.', origins)
         else:
             node[name] = _coerce(value, default, key, source)
+            if origins is not None:
+                origins[key] = source
 
 
 def _removed_key_error(key: str, source: str) -> ConfigError | None:
@@ -108,8 +133,9 @@ def _parse_cli_value(text: str) -> Any:
         return text
 
 
-def merge_opts(cfg: CN, opts: Sequence[str], source: str = 'command line') -> None:
-    """Apply `KEY VALUE` pairs (e.g. from argparse REMAINDER) to a mutable config."""
+def merge_opts(cfg: CN, opts: Sequence[str], source: str = COMMAND_LINE,
+               origins: Optional[dict[str, str]] = None) -> None:
+    """Apply `KEY VALUE` pairs (e.g. from argparse REMAINDER) to a mutable config; `origins` as in _merge_dict."""
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"{source}: overrides come in KEY VALUE pairs, got an odd number: {opts}")
@@ -131,20 +157,26 @@ def merge_opts(cfg: CN, opts: Sequence[str], source: str = 'command line') -> No
         if isinstance(node[parts[-1]], str) and not isinstance(value, str):
             value = text  # e.g. a file name that happens to look like a number
         node[parts[-1]] = _coerce(value, node[parts[-1]], key, source)
+        if origins is not None:
+            origins[key] = source
 
 
 def load_config(path: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CN:
     """Defaults <- the YAML file at `path` (optional) with its _BASE_ files <- `opts` pairs; a frozen copy."""
     cfg = get_cfg()
+    origins: dict[str, str] = {}  # key -> the file (or the command line) that set its value last
+    sources = [DEFAULTS]  # in merge order: a later source overrides an earlier one
     if path is not None:
         path = os.fspath(path)
         for source, data in _config_chain(path):
-            _merge_dict(cfg, data, source)  # errors name the file the bad key is in
+            _merge_dict(cfg, data, source, origins=origins)  # errors name the file the bad key is in
+            sources.append(source)
         # The output folder follows the file you ran; only that file may name it otherwise (a dumped
         # <config>_train_config.yaml carries its run's name; bases cannot set CFG_NAME).
         cfg.CFG_NAME = cfg.CFG_NAME or os.path.splitext(os.path.basename(path))[0]
-    merge_opts(cfg, list(opts))
-    _check(cfg, path or 'defaults')
+    merge_opts(cfg, list(opts), origins=origins)
+    sources.append(COMMAND_LINE)
+    _check(cfg, origins, sources)
     cfg.freeze()
     return cfg
 
@@ -189,22 +221,77 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
-def _check(cfg: CN, source: str) -> None:
-    """Cross-key consistency that a type check alone cannot see."""
-    for key in ('IMAGE_SIZE', 'HEATMAP_SIZE'):
-        size = cfg.MODEL[key]
-        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-            raise ConfigError(f"{source}: MODEL.{key} must be [width, height] positive integers, got {size}")
-    image_w, image_h = cfg.MODEL.IMAGE_SIZE
-    heat_w, heat_h = cfg.MODEL.HEATMAP_SIZE
-    if (image_w, image_h) != (heat_w * 4, heat_h * 4):
-        raise ConfigError(f"{source}: MODEL.HEATMAP_SIZE {cfg.MODEL.HEATMAP_SIZE} must be MODEL.IMAGE_SIZE "
-                          f"{cfg.MODEL.IMAGE_SIZE} / 4 (Lite-HRNet's output stride)")
-    if image_w % 32 or image_h % 32:
-        raise ConfigError(f"{source}: MODEL.IMAGE_SIZE {cfg.MODEL.IMAGE_SIZE} must be multiples of 32 "
-                          f"(four branches at strides 4..32)")
-    if list(cfg.TRAIN.LR_STEP) != sorted(cfg.TRAIN.LR_STEP):
-        raise ConfigError(f"{source}: TRAIN.LR_STEP must be increasing, got {cfg.TRAIN.LR_STEP}")
+def _range_test(rule) -> tuple[Callable[[Any], bool], str]:
+    """A RANGES entry -> (test of one value, the words for the error: 'be >= 1', 'be in [0, 1)', ...)."""
+    if isinstance(rule, tuple):
+        return (lambda v: v in rule), f"be one of {', '.join(repr(c) for c in rule)}"
+    bound = re.fullmatch(r'(>=|>)\s*(\S+)', rule)
+    if bound:
+        op, low = bound.group(1), float(bound.group(2))
+        return ((lambda v: v >= low) if op == '>=' else (lambda v: v > low)), f'be {rule}'
+    interval = re.fullmatch(r'([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])', rule)
+    if not interval:
+        raise ValueError(f'lib/config/default.py RANGES: cannot read the rule {rule!r}')
+    left, low, high, right = interval.group(1), float(interval.group(2)), float(interval.group(3)), interval.group(4)
+
+    def test(v) -> bool:
+        return (v >= low if left == '[' else v > low) and (v <= high if right == ']' else v < high)
+    return test, f'be in {rule}'
+
+
+_RANGE_TESTS = {key: _range_test(rule) for key, rule in RANGES.items()}  # a bad rule fails at import
+
+# Rules between keys (or on a whole list), checked in order after the ranges, so a rule may assume the
+# ranges and the rules before it: (keys, test of their values, what must hold).
+_RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
+    (('MODEL.IMAGE_SIZE',), lambda size: len(size) == 2, 'MODEL.IMAGE_SIZE must be [width, height]'),
+    (('MODEL.HEATMAP_SIZE',), lambda size: len(size) == 2, 'MODEL.HEATMAP_SIZE must be [width, height]'),
+    (('MODEL.IMAGE_SIZE', 'MODEL.HEATMAP_SIZE'), lambda image, heat: list(image) == [4 * v for v in heat],
+     "MODEL.HEATMAP_SIZE must be MODEL.IMAGE_SIZE / 4 (Lite-HRNet's output stride)"),
+    (('MODEL.IMAGE_SIZE',), lambda size: size[0] % 32 == 0 and size[1] % 32 == 0,
+     'MODEL.IMAGE_SIZE must be multiples of 32 (four branches at strides 4..32)'),
+    (('TRAIN.BEGIN_EPOCH', 'TRAIN.END_EPOCH'), lambda begin, end: end > begin,
+     'TRAIN.END_EPOCH must be greater than TRAIN.BEGIN_EPOCH (else no epoch trains)'),
+    (('TRAIN.LR_STEP',), lambda steps: list(steps) == sorted(steps), 'TRAIN.LR_STEP must be increasing'),
+    (('LOSS.USE_OHKM', 'LOSS.TOPK', 'MODEL.NUM_JOINTS'), lambda ohkm, topk, joints: not ohkm or topk <= joints,
+     'LOSS.TOPK must be at most MODEL.NUM_JOINTS when LOSS.USE_OHKM is on'),
+    (('TRAIN.OPTIMIZER', 'TRAIN.NESTEROV', 'TRAIN.MOMENTUM'),
+     lambda optimizer, nesterov, momentum: optimizer != 'sgd' or not nesterov or momentum > 0,
+     'TRAIN.NESTEROV needs TRAIN.MOMENTUM > 0 (torch SGD)'),
+    (('TEST.BLUR_KERNEL',), lambda kernel: kernel % 2 == 1, 'TEST.BLUR_KERNEL must be odd'),
+)
+
+
+def _value(cfg: CN, key: str) -> Any:
+    node = cfg
+    for part in key.split('.'):
+        node = node[part]
+    return node
+
+
+def _check(cfg: CN, origins: dict[str, str], sources: Sequence[str]) -> None:
+    """Every value in its range (default.RANGES), then the rules between keys (_RULES).
+
+    An error starts with the source that set the value last: for several keys, the latest of their
+    sources in merge order (`sources`: defaults, the _BASE_ files deepest first, the file, the command
+    line), since that is the setting that broke the rule; each key's own source follows its value.
+    """
+    def origin(key: str) -> str:
+        return origins.get(key, DEFAULTS)
+
+    for key, (test, words) in _RANGE_TESTS.items():
+        value = _value(cfg, key)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            numeric = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if not test(item) or (numeric and not math.isfinite(item)):
+                which = f'item {i} of {key}' if isinstance(value, list) else key
+                raise ConfigError(f'{origin(key)}: {which} must {words}, got {item!r}')
+    for keys, test, what in _RULES:
+        values = [_value(cfg, key) for key in keys]
+        if not test(*values):
+            blamed = max((origin(key) for key in keys), key=sources.index)
+            got = ', '.join(f'{key} {value!r} ({origin(key)})' for key, value in zip(keys, values))
+            raise ConfigError(f'{blamed}: {what}; got {got}')
 
 
 def experiment_configs(experiments_dir: str) -> list[str]:

@@ -6,8 +6,10 @@ exists there, so HRNet users can read our YAML files without a glossary. YAML fi
 `KEY VALUE` pairs on a tool's command line override the YAML. Never import `_C` and change it: call
 `lib.config.load_config` (or `get_cfg`), which hands out a copy.
 
-Each comment says what the code reading the key does with it. HRNet keys that nothing here read are
-not declared; they are listed in REMOVED_KEYS at the end, so a YAML carrying one gets told what to use.
+Each comment says what the code reading the key does with it. The values a key may take are in RANGES
+near the end (load_config checks them, and the rules between keys, before any work). HRNet keys that
+nothing here read are not declared; they are listed in REMOVED_KEYS at the end, so a YAML carrying one
+gets told what to use.
 """
 from yacs.config import CfgNode as CN
 
@@ -122,6 +124,59 @@ _C.TEST.OKS_THRE = 0.9  # COCO: per-image OKS NMS threshold
 _C.TEST.SOFT_NMS = False  # COCO: soft OKS NMS instead
 _C.TEST.MODEL_FILE = ''  # weights to test (ours or official mmpose format)
 _C.TEST.CHANNELS_LAST = False  # channels_last memory format for inference in tools/test.py
+
+# ---------------------------------------------------------------------------------------------
+# Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work
+# instead of after an epoch. A key not listed takes any value of its default's type. Forms: '>= 1',
+# '> 0', '[0, 1]' (closed), '[0, 1)' (half-open), or a tuple of the allowed strings. For a list key the
+# range applies to each item. Rules between keys (END_EPOCH > BEGIN_EPOCH, ...) are in lib/config.
+RANGES = {
+    'WORKERS': '>= 0',
+    'PRINT_FREQ': '>= 1',
+    'SEED': '>= 0',  # numpy's SeedSequence takes no negative seed
+    'MODEL.NUM_JOINTS': '>= 1',
+    'MODEL.IMAGE_SIZE': '>= 1',
+    'MODEL.HEATMAP_SIZE': '>= 1',
+    'MODEL.SIGMA': '> 0',
+    'MODEL.TARGET_TYPE': ('gaussian',),
+    'MODEL.INIT': ('official', 'kaiming'),
+    'LOSS.TOPK': '>= 1',
+    'LOSS.LOSS_WEIGHT': '> 0',
+    'DATASET.SCALE_FACTOR': '[0, 1)',  # 1 - SCALE_FACTOR is the smallest scale: it must stay positive
+    'DATASET.ROT_FACTOR': '>= 0',
+    'DATASET.PROB_ROTATION': '[0, 1]',
+    'DATASET.NUM_JOINTS_HALF_BODY': '>= 0',
+    'DATASET.PROB_HALF_BODY': '[0, 1]',
+    'DATASET.PROB_HALF_BODY_UPPER': '[0, 1]',
+    'DATASET.PROB_BOX_JITTER': '[0, 1]',
+    'DATASET.BOX_JITTER_FACTOR': '>= 0',
+    'TRAIN.OPTIMIZER': ('adam', 'adamw', 'sgd'),
+    'TRAIN.LR': '> 0',
+    'TRAIN.LR_SCHEDULE': ('step', 'cosine'),
+    'TRAIN.LR_FACTOR': '> 0',
+    'TRAIN.LR_STEP': '>= 0',
+    'TRAIN.WARMUP_ITERS': '>= 0',
+    'TRAIN.WARMUP_RATIO': '[0, 1]',
+    'TRAIN.WD': '>= 0',
+    'TRAIN.MOMENTUM': '[0, 1)',
+    'TRAIN.ADAM_EPS': '> 0',
+    'TRAIN.BEGIN_EPOCH': '>= 0',
+    'TRAIN.BATCH_SIZE_PER_GPU': '>= 1',
+    'TRAIN.VAL_INTERVAL': '>= 1',
+    'TRAIN.CHECKPOINT_INTERVAL': '>= 1',
+    'TRAIN.DEBUG_INTERVAL': '>= 0',
+    'TRAIN.MAX_ITERS_PER_EPOCH': '>= 0',
+    'TEST.BATCH_SIZE_PER_GPU': '>= 1',
+    'TEST.BLUR_KERNEL': '>= 1',  # and odd (a rule in lib/config)
+    'TEST.IMAGE_THRE': '[0, 1]',
+    'TEST.IN_VIS_THRE': '[0, 1]',
+    'TEST.OKS_THRE': '[0, 1]',
+}
+
+# The item type of list keys whose default is empty (a non-empty default's items give theirs).
+LIST_ITEM_TYPES = {
+    'MODEL.PRETRAINED_EXCLUDE': str,
+}
 
 # ---------------------------------------------------------------------------------------------
 # HRNet keys that nothing here reads: load_config rejects them with the hint below instead of the

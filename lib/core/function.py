@@ -32,7 +32,7 @@ from lib.evaluation import accuracy, evaluate_predictions
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process, reduce_mean
 from lib.utils.logger import EXIT_FAILED, UserError
 
-__all__ = ['NonFiniteLossError', 'build_loader', 'train_one_epoch', 'run_inference', 'validate']
+__all__ = ['NonFiniteLossError', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference', 'validate']
 
 logger = logging.getLogger('litehrnet')
 
@@ -143,13 +143,16 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
 @torch.no_grad()
 def run_inference(model: nn.Module, loader, codec: MSRAHeatmap, flip_pairs, flip_test: bool = True,
                   shift: bool = True, device: torch.device | None = None,
-                  channels_last: bool = False) -> dict[str, np.ndarray]:
+                  channels_last: bool = False, num_joints: int = 0) -> dict[str, np.ndarray]:
     """Predict every sample of `loader` (this process's shard); returns the preds dict of the contract.
 
     keys -> shapes (N samples, K joints): 'keypoints' (N,K,3) x, y in image pixels and the joint score;
     'center', 'scale' (N,2); 'area' (N,); 'score' (N,) box score; 'image_id' (N,); 'index' (N,).
     Each batch goes through `predict_keypoints` (flip test with the 1-px `shift`, decoding, mapping
     back to the image), the one inference path `PoseEstimator` uses too.
+    An empty loader (no box in the detections file, no labelled person) gives every key with zero rows
+    ('keypoints' (0, num_joints, 3)), so gathering and evaluation see an empty prediction set, not a
+    missing key.
     """
     device = device or next(model.parameters()).device
     model.eval()
@@ -167,7 +170,16 @@ def run_inference(model: nn.Module, loader, codec: MSRAHeatmap, flip_pairs, flip
         parts['score'].append(meta['score'].numpy())
         parts['image_id'].append(meta['image_id'].numpy())
         parts['index'].append(meta['index'].numpy())
+    if not parts:
+        return empty_predictions(num_joints)
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
+
+
+def empty_predictions(num_joints: int) -> dict[str, np.ndarray]:
+    """The preds dict of run_inference with zero samples (same keys, dtypes and trailing shapes)."""
+    return {'keypoints': np.zeros((0, num_joints, 3), np.float32), 'center': np.zeros((0, 2), np.float32),
+            'scale': np.zeros((0, 2), np.float32), 'area': np.zeros(0, np.float64),
+            'score': np.zeros(0, np.float64), 'image_id': np.zeros(0, np.int64), 'index': np.zeros(0, np.int64)}
 
 
 def validate(cfg, model: nn.Module, loader, dataset, output_dir: str, device: torch.device | None = None,
@@ -179,7 +191,7 @@ def validate(cfg, model: nn.Module, loader, dataset, output_dir: str, device: to
     channels_last: feed the crops in channels-last memory format (the caller converted the model).
     """
     preds = run_inference(model, loader, dataset.codec, dataset.flip_pairs, cfg.TEST.FLIP_TEST,
-                          cfg.TEST.SHIFT_HEATMAP, device, channels_last)
+                          cfg.TEST.SHIFT_HEATMAP, device, channels_last, num_joints=dataset.num_joints)
     preds = gather_predictions(preds)  # collective: every rank must call it
     if not is_main_process():
         return None, None

@@ -11,12 +11,20 @@ and for GT-box validation alike, as both classic repos do. Detection records kee
 detection whose score is >= TEST.IMAGE_THRE (joints unknown, all marked visible as in HRNet).
 Annotations and detections count when their category carries keypoints in the file's `categories`
 (COCO: person, id 1), so a user's set with other category ids works too.
+
+Every build logs how many records it kept and how many it skipped, by reason. A number that is NaN or
+infinite (a keypoint coordinate or visibility flag, a box coordinate, an area, a detection score) is an
+error naming the file and the annotation: read as it is, it would become an unlabelled joint or a box
+clipped to 0, and training or evaluation would go on silently wrong. Detection scores above 1 are
+kept with one warning (some detectors emit logits or unnormalised scores).
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+from collections import Counter
 from numbers import Real
 from typing import Any
 
@@ -49,7 +57,27 @@ def _box(entry: dict, where: str) -> list[float]:
     box = _field(entry, 'bbox', where)
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, Real) for v in box)):
         raise ValueError(f"{where}: field 'bbox' must be 4 numbers [x, y, w, h], got {box!r}")
-    return [float(v) for v in box]
+    box = [float(v) for v in box]
+    if not all(math.isfinite(v) for v in box):  # max(0, nan) is 0: a NaN would be clipped away silently
+        raise ValueError(f"{where}: field 'bbox' has a NaN or infinite coordinate: {box}")
+    return box
+
+
+def _number(entry: dict, key: str, where: str, default: float | None = None) -> float:
+    """A finite number field (json.load reads NaN and Infinity literals)."""
+    value = entry.get(key, default) if default is not None else _field(entry, key, where)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{where}: field '{key}' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: field '{key}' is {value}")
+    return float(value)
+
+
+def log_counts(log: logging.Logger, what: str, kept: int, skipped: Counter) -> None:
+    """One line per data set build: '<what>: kept N person records, skipped M (a reason, b reason)'."""
+    total = sum(skipped.values())
+    reasons = ', '.join(f'{n} {reason}' for reason, n in skipped.most_common() if n)
+    log.info('%s: kept %d person records, skipped %d%s', what, kept, total, f' ({reasons})' if total else '')
 
 
 def clean_box(box_xywh: list[float], width: int, height: int) -> list[float] | None:
@@ -76,6 +104,7 @@ class COCODataset(JointsDataset):
         self.use_gt_bbox = use_gt_bbox
         self.bbox_file = bbox_file
         self.image_thre = image_thre
+        self.skipped: Counter = Counter()  # reason -> number of annotations / detections left out
         data = load_json(self.ann_file, 'COCO annotation file')
         self.images = self._index_images(data)
         # Categories that carry keypoints (COCO: person, id 1); a user's set may use other ids.
@@ -89,9 +118,11 @@ class COCODataset(JointsDataset):
                 raise ValueError('TEST.USE_GT_BBOX is False but TEST.COCO_BBOX_FILE is empty')
             self.db = self._detection_records(load_json(bbox_file, 'person detection file'))
         if is_train and cfg.DATASET.SELECT_DATA:
+            before = len(self.db)
             self.db = select_data(self.db)
-        logger.info('%s %s: %d person records (%s boxes) from %d images', self.name, image_set, len(self.db),
-                    'GT' if use_gt_bbox else 'detector', len(self.images))
+            self.skipped['off-centre (DATASET.SELECT_DATA)'] += before - len(self.db)
+        log_counts(logger, f'{self.name} {image_set} ({"GT" if use_gt_bbox else "detector"} boxes, '
+                   f'{len(self.images)} images)', len(self.db), self.skipped)
 
     def _index_images(self, data: Any) -> dict[int, dict]:
         where = self.ann_file
@@ -117,23 +148,35 @@ class COCODataset(JointsDataset):
             image_id = int(_field(ann, 'image_id', at))
             if image_id not in self.images:
                 raise ValueError(f"{at}: field 'image_id' {image_id} is not in 'images'")
-            if ann.get('iscrowd', 0) or ann.get('category_id', 1) not in self.category_ids:
+            if ann.get('category_id', 1) not in self.category_ids:
+                self.skipped['not a keypoint category'] += 1
+                continue
+            if ann.get('iscrowd', 0):
+                self.skipped['crowd'] += 1
                 continue
             kpts = _field(ann, 'keypoints', at)
             if not isinstance(kpts, (list, tuple)) or len(kpts) != 3 * k:
                 n = len(kpts) if isinstance(kpts, (list, tuple)) else type(kpts).__name__
                 raise ValueError(f"{at}: field 'keypoints' has {n} values, expected {3 * k} "
                                  f"(3 per joint of metainfo '{self.metainfo.name}')")
-            img = self.images[image_id]
-            box = clean_box(_box(ann, at), img['width'], img['height'])
-            if box is None or float(ann.get('area', 1.0)) <= 0:
-                logger.info('%s: skipped, zero-size box %s or area %s', at, ann['bbox'], ann.get('area'))
-                continue
             try:
                 kpts = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
             except (TypeError, ValueError):
                 raise ValueError(f"{at}: field 'keypoints' must hold numbers, got {kpts!r}") from None
+            bad = ~np.isfinite(kpts)
+            if bad.any():  # a NaN flag would read as 'unlabelled', a NaN coordinate would poison the target
+                joint, col = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"{at}: field 'keypoints' has {kpts[joint, col]} as the "
+                                 f"{('x', 'y', 'visibility flag')[col]} of joint {joint} "
+                                 f"('{self.metainfo.joint_names[joint]}')")
+            img = self.images[image_id]
+            box = clean_box(_box(ann, at), img['width'], img['height'])
+            if box is None or _number(ann, 'area', at, default=1.0) <= 0:
+                logger.info('%s: skipped, zero-size box %s or area %s', at, ann['bbox'], ann.get('area'))
+                self.skipped['zero-size box'] += 1
+                continue
             if kpts.max() <= 0:
+                self.skipped['without keypoints'] += 1
                 continue  # no labelled keypoint: nothing to learn or score (HRNet, mmpose)
             center, scale = box_to_center_scale(box, self.aspect_ratio)
             records.append(dict(image_file=self.image_path(image_id), image_id=image_id, center=center,
@@ -147,12 +190,17 @@ class COCODataset(JointsDataset):
             raise ValueError(f'{where}: expected a json list of detections, got {type(dets).__name__}')
         k = self.num_joints
         records = []
+        above_one = []
         for i, det in enumerate(dets):
             at = f'{where}: entry {i}'
             if _field(det, 'category_id', at) not in self.category_ids:
+                self.skipped['not a keypoint category'] += 1
                 continue
-            score = float(_field(det, 'score', at))
+            score = _number(det, 'score', at)
+            if score > 1:
+                above_one.append(i)
             if score < self.image_thre:
+                self.skipped[f'score below TEST.IMAGE_THRE {self.image_thre:g}'] += 1
                 continue
             image_id = int(_field(det, 'image_id', at))
             if image_id not in self.images:
@@ -160,11 +208,16 @@ class COCODataset(JointsDataset):
             box = _box(det, at)
             if box[2] <= 0 or box[3] <= 0:
                 logger.info('%s: skipped, zero-size box %s', at, box)
+                self.skipped['zero-size box'] += 1
                 continue
             center, scale = box_to_center_scale(box, self.aspect_ratio)
             records.append(dict(image_file=self.image_path(image_id), image_id=image_id, center=center,
                                 scale=scale, joints=np.zeros((k, 2), np.float32),
                                 visible=np.ones(k, np.float32), score=score))
+        if above_one:
+            logger.warning('%s: %d detection score(s) above 1 (first: entry %d, score %g); are they '
+                           'probabilities? TEST.IMAGE_THRE and OKS rescoring expect scores in [0, 1]',
+                           where, len(above_one), above_one[0], float(dets[above_one[0]]['score']))
         return records
 
 

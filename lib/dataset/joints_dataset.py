@@ -5,6 +5,10 @@ read the image (OpenCV), draw the training augmentation from a per-worker genera
 `cv2.warpAffine` straight from the decoded image (a flip is folded into the matrix, so the image is
 never copied), move the joints with the same matrix, and encode them with the shared codec.
 
+An image that is missing, unreadable, undecodable or a truncated JPEG stops the run with an error naming
+the file and the sample (`read_image`); a tool prints it as one 'error: ...' line, also when a
+DataLoader worker raised it.
+
 A record is a dict: 'image_file' str, 'image_id' int, 'center' (2,), 'scale' (2,) [HRNet units],
 'joints' (K, 2) image pixels, 'visible' (K,) 0/1, 'score' float (box score, 1 for GT).
 """
@@ -22,6 +26,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from ..codecs import MSRAHeatmap
+from ..utils.logger import UserError
 from .metainfo import KeypointMeta
 from .transforms import (PIXEL_STD, affine_transform_points, flip_joints, get_affine_transform, half_body_box,
                          normalize_image, random_box_shift, random_scale_rotation, warp_with_matrix)
@@ -32,13 +37,36 @@ logger = logging.getLogger(__name__)
 IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
-def read_image(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 BGR image; raises naming the file when it is missing or cannot be decoded."""
-    image = cv2.imread(path, IMREAD_FLAGS)
+JPEG_SOI, JPEG_EOI = b'\xff\xd8', b'\xff\xd9'  # a JPEG file starts with SOI and ends with EOI
+
+
+class ImageError(UserError):
+    """An image file that cannot be read or decoded, or a truncated JPEG; the message names the file
+    (and the sample). A UserError, so a tool prints one 'error: ...' line and exits with status 2."""
+
+
+def read_image(path: str, sample: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 BGR image; raises naming the file (and the data set sample) when it is missing
+    (FileNotFoundError), unreadable, undecodable or a truncated JPEG (ImageError)."""
+    where = path if sample is None else f'{path} (sample {sample})'
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # one read: the bytes are checked, then decoded
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{where}: image not found') from None
+    except OSError as err:  # a folder, no permission, an I/O error
+        raise ImageError(f'{where}: cannot read the image ({err.strerror or err})') from None
+    if data.size == 0:
+        raise ImageError(f'{where}: the image file is empty')
+    # libjpeg decodes a truncated JPEG without an error: the missing rows come out grey, and the model
+    # would train (or be scored) on a half-grey image with joints on the grey. We stop instead of
+    # skipping the sample: a skip would change the data set (and the metric) without anyone noticing,
+    # and a truncated file usually means an interrupted download or copy that should be redone.
+    if data[:2].tobytes() == JPEG_SOI and data[-2:].tobytes() != JPEG_EOI:
+        raise ImageError(f'{where}: truncated JPEG (the file does not end with the end-of-image marker '
+                         f'FF D9; {data.size} bytes): copy or download it again')
+    image = cv2.imdecode(data, IMREAD_FLAGS)
     if image is None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'image not found: {path}')
-        raise IOError(f'image could not be decoded (corrupt or not an image): {path}')
+        raise ImageError(f'{where}: the image could not be decoded (corrupt or not an image)')
     return image
 
 
@@ -155,7 +183,7 @@ class JointsDataset(Dataset):
     def __getitem__(self, index: int):
         _tune_malloc_in_worker()
         record = self.db[index]
-        image = read_image(record['image_file'])
+        image = read_image(record['image_file'], sample=index)
         if self.is_train:
             aug = self.augment(record, image.shape[1], self.rng())
         else:

@@ -1,8 +1,10 @@
 """The one evaluation entry point used by validation and tools/test.py, and the metrics table."""
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from collections import OrderedDict
 from typing import Optional
 
@@ -21,7 +23,9 @@ def evaluate_predictions(dataset, preds: dict, output_dir: Optional[str], *, in_
     Any other name with an `ann_file` is COCO-format: rescoring (in_vis_thre), per-image OKS NMS
     (oks_thre, soft_nms) with dataset.metainfo.sigmas, COCOeval; fractions, primary 'AP'.
     preds: {'keypoints' (N,K,3) image px, 'center', 'scale', 'area' (N,), 'score' (N,), 'image_id' (N,),
-    'index' (N,)} as produced by lib.core.function.run_inference.
+    'index' (N,)} as produced by lib.core.function.run_inference. Zero rows (an empty detections file, no
+    labelled person) give 0 for every metric with one logged warning. A non-finite prediction is a
+    ValueError (naming the COCO results file when one is written), never a file with NaN in it.
     """
     if dataset.name == 'mpii':
         return evaluate_mpii_predictions(dataset, preds, output_dir), PRIMARY_KEY['mpii']
@@ -30,6 +34,24 @@ def evaluate_predictions(dataset, preds: dict, output_dir: Optional[str], *, in_
                                             soft_nms=soft_nms, rescore=rescore, nms=nms)
         return metrics, PRIMARY_KEY['coco']
     raise ValueError(f"cannot evaluate data set '{dataset.name}': it is not 'mpii' and has no COCO ann_file")
+
+
+def write_metrics_json(metrics: 'OrderedDict[str, float]', path: str) -> str:
+    """Write metrics as a JSON object; NaN (e.g. an MPII joint group never annotated) becomes null, so the
+    file is valid JSON that any reader loads (no bare NaN token). Atomic: a temporary file, then rename."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    clean = {name: (None if isinstance(v, float) and not math.isfinite(v) else v) for name, v in metrics.items()}
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(clean, f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    except OSError as err:  # name the file the user asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, path) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def format_metrics_table(metrics: 'OrderedDict[str, float]', title: str) -> str:

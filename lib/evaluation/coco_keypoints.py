@@ -5,6 +5,11 @@ the published Lite-HRNet numbers): each pose's score becomes box score x mean of
 above `in_vis_thre` (0.2), poses of one image go through OKS NMS at `oks_thre` (0.9), the survivors
 are written in the standard results format and scored by pycocotools with the data set's OKS sigmas.
 
+Only valid input is scored: `check_ground_truth` refuses annotations with non-finite keypoints, and
+`check_results` refuses (or drops, counting why) results that are malformed, non-finite, of another
+category or of an image the ground truth does not have. A results file is never written with NaN or
+inf in it (`write_results_json`), and no results at all score 0 everywhere with one logged warning.
+
 Shapes: N poses, K joints. Keypoints are (N,K,3) = x, y, score in image pixels.
 """
 from __future__ import annotations
@@ -13,10 +18,10 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
-import warnings
-from collections import OrderedDict
-from typing import Iterable, Optional, Sequence, Union
+from collections import Counter, OrderedDict
+from typing import Collection, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -91,12 +96,26 @@ def make_coco_results(preds: dict, sigmas: np.ndarray, *, in_vis_thre: float = D
 
 
 def write_results_json(results: list[dict], path: str) -> str:
-    """Write the results list atomically (a temporary file, then rename) and return the path."""
+    """Write the results list atomically (a temporary file, then rename) and return the path.
+
+    A result with a non-finite keypoint or score (a diverged model) raises ValueError naming the file
+    and the result, and nothing is written: JSON has no NaN, and bare `NaN` tokens would make other
+    readers fail or, worse, score them.
+    """
+    for i, res in enumerate(results):
+        values = np.asarray(res['keypoints'], dtype=np.float64)
+        if not (np.isfinite(values).all() and math.isfinite(res['score'])):
+            raise ValueError(f"{path}: result {i} (image_id {res['image_id']}) has a non-finite keypoint or score "
+                             f"(NaN or inf: did the model diverge?); the results file was not written")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(results, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(results, f, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -126,21 +145,95 @@ def keypoint_category(coco_gt) -> tuple[int, int]:
     return int(cats[0]['id']), len(cats[0]['keypoints'])
 
 
-def check_results(results: list, num_joints: int, source: str = 'results') -> None:
-    """Raise ValueError naming the entry when a result lacks a field or has a keypoint list of the wrong length."""
-    if not isinstance(results, list):
-        raise ValueError(f'{source}: expected a JSON list of results, got {type(results).__name__}')
-    for i, res in enumerate(results):
-        if not isinstance(res, dict):
-            raise ValueError(f'{source}: entry {i} is not an object')
-        missing = [k for k in ('image_id', 'category_id', 'keypoints', 'score') if k not in res]
-        if missing:
-            raise ValueError(f'{source}: entry {i} has no {missing}')
-        kpts = res['keypoints']
+def check_ground_truth(coco_gt, source: str = 'annotations') -> None:
+    """Raise ValueError naming the annotation id when an annotation of the keypoint category has keypoints
+    that are not 3K finite numbers, or a non-finite 'area' or 'bbox' (pycocotools would score a NaN joint
+    as a perfect match: AP 1.0)."""
+    cat_id, num_joints = keypoint_category(coco_gt)
+    for ann in coco_gt.dataset.get('annotations', []):
+        if ann.get('category_id') != cat_id:
+            continue
+        where = f"{source}: annotation id {ann.get('id')} (image_id {ann.get('image_id')})"
+        kpts = ann.get('keypoints')
         if not isinstance(kpts, list) or len(kpts) != 3 * num_joints:
             length = len(kpts) if isinstance(kpts, list) else type(kpts).__name__
-            raise ValueError(f"{source}: entry {i} 'keypoints' has {length} values, expected "
-                             f'{3 * num_joints} ({num_joints} joints x 3)')
+            raise ValueError(f"{where}: 'keypoints' has {length} values, expected {3 * num_joints}")
+        problem = _numbers_problem(kpts, 'keypoints')
+        for field in ('area', 'bbox'):
+            if problem is None and field in ann:
+                value = ann[field]
+                problem = _numbers_problem(value if isinstance(value, list) else [value], field)
+        if problem is not None:
+            raise ValueError(f'{where}: {problem[1]}')
+
+
+def _numbers_problem(values: list, field: str) -> Optional[tuple[str, str]]:
+    """(reason, detail) when `values` holds something that is not a finite number, else None."""
+    for j, v in enumerate(values):
+        name = field if len(values) == 1 else f'{field} value {j}'
+        if field == 'keypoints':
+            name += f' (joint {j // 3} {"xy"[j % 3] if j % 3 < 2 else "score"})'
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f'non-numeric {field}', f'{name} is {v!r}, not a number'
+        if not math.isfinite(v):
+            return f'non-finite {field}', f'{name} is {v}'
+    return None
+
+
+def result_problem(res, num_joints: int, category_id: Optional[int] = None,
+                   image_ids: Optional[Collection] = None) -> Optional[tuple[str, str]]:
+    """Why one result cannot be scored, as (reason, detail), or None when it can.
+
+    reason is one of: 'malformed' (not an object, a field missing, a keypoint list of the wrong length),
+    'non-numeric keypoints', 'non-finite keypoints', 'non-numeric score', 'non-finite score',
+    'wrong category_id' (not `category_id`), 'unknown image_id' (not in `image_ids`).
+    """
+    if not isinstance(res, dict):
+        return 'malformed', 'is not an object'
+    missing = [k for k in ('image_id', 'category_id', 'keypoints', 'score') if k not in res]
+    if missing:
+        return 'malformed', f'has no {missing}'
+    kpts = res['keypoints']
+    if not isinstance(kpts, list) or len(kpts) != 3 * num_joints:
+        length = len(kpts) if isinstance(kpts, list) else type(kpts).__name__
+        return 'malformed', f"'keypoints' has {length} values, expected {3 * num_joints} ({num_joints} joints x 3)"
+    problem = _numbers_problem(kpts, 'keypoints') or _numbers_problem([res['score']], 'score')
+    if problem is not None:
+        return problem
+    if category_id is not None and res['category_id'] != category_id:
+        return 'wrong category_id', (f"category_id is {res['category_id']!r}, but the ground truth's keypoint "
+                                     f'category is {category_id}')
+    if image_ids is not None:
+        try:
+            known = res['image_id'] in image_ids
+        except TypeError:  # unhashable
+            return 'malformed', f"image_id {res['image_id']!r} is not an id"
+        if not known:
+            return 'unknown image_id', f"image_id {res['image_id']!r} is not in the annotation file"
+    return None
+
+
+def check_results(results: list, num_joints: int, source: str = 'results', *, category_id: Optional[int] = None,
+                  image_ids: Optional[Collection] = None, drop_invalid: bool = False) -> tuple[list, Counter]:
+    """(the results that can be scored, Counter of dropped reasons) -- see `result_problem`.
+
+    Without drop_invalid the first invalid result raises ValueError naming `source` and its index;
+    with it, every invalid result is left out and counted by reason. category_id / image_ids: the
+    ground truth's keypoint category and image ids (None: not checked).
+    """
+    if not isinstance(results, list):
+        raise ValueError(f'{source}: expected a JSON list of results, got {type(results).__name__}')
+    kept, dropped = [], Counter()
+    for i, res in enumerate(results):
+        problem = result_problem(res, num_joints, category_id, image_ids)
+        if problem is None:
+            kept.append(res)
+        elif drop_invalid:
+            dropped[problem[0]] += 1
+        else:
+            image = f" (image_id {res['image_id']!r})" if isinstance(res, dict) and 'image_id' in res else ''
+            raise ValueError(f'{source}: entry {i}{image}: {problem[1]}')
+    return kept, dropped
 
 
 def coco_keypoint_eval(coco_gt, results: list[dict], sigmas: Optional[np.ndarray] = None,
@@ -148,27 +241,26 @@ def coco_keypoint_eval(coco_gt, results: list[dict], sigmas: Optional[np.ndarray
     """Run pycocotools COCOeval(iouType='keypoints') and return the 10 stats (fractions, AP first).
 
     coco_gt: a pycocotools COCO object or an annotation file path. sigmas: (K,) OKS constants of the
-    keypoint set (None = pycocotools' COCO-17 values). No results gives 0 for every defined stat (with
-    a warning), as COCOeval would score an empty detection set.
+    keypoint set (None = pycocotools' COCO-17 values). Every result must pass `check_results` (the
+    ground truth's category and images, finite numbers): ValueError naming the first one that does not.
+    No results gives 0 for every stat (AP and AR of nothing), with one logged warning; COCOeval is not
+    run (it would say -1, "undefined", where the ground truth has no person either).
     """
     from pycocotools.cocoeval import COCOeval
 
     if isinstance(coco_gt, (str, os.PathLike)):
         coco_gt = load_coco_gt(str(coco_gt), verbose)
-    _, num_joints = keypoint_category(coco_gt)
+    cat_id, num_joints = keypoint_category(coco_gt)
     if sigmas is not None and len(sigmas) != num_joints:
         raise ValueError(f'{len(sigmas)} OKS sigmas given, but the annotation file has {num_joints} keypoints')
-    unknown = {r['image_id'] for r in results} - set(coco_gt.getImgIds())
-    if unknown:
-        raise ValueError(f'{len(unknown)} result image_id(s) are not in the annotation file, '
-                         f'e.g. {sorted(unknown)[:5]}')
+    check_results(results, num_joints, category_id=cat_id, image_ids=set(coco_gt.getImgIds()))
+    if not results:
+        logger.warning('COCO evaluation: no predictions to score (an empty detections file, or no labelled '
+                       'person); every AP/AR is 0')
+        return OrderedDict((name, 0.0) for name in STAT_NAMES)
     with _maybe_quiet(verbose):
-        if results:
-            # loadRes adds 'area', 'bbox' and 'id' to each result; give it copies.
-            coco_dt = coco_gt.loadRes([dict(r) for r in results])
-        else:
-            warnings.warn('COCO evaluation: no predictions to score; every AP/AR is 0')
-            coco_dt = _empty_results(coco_gt)
+        # loadRes adds 'area', 'bbox' and 'id' to each result; give it copies.
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])
         coco_eval = COCOeval(coco_gt, coco_dt, iouType='keypoints')
         if sigmas is not None:
             coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
@@ -176,17 +268,6 @@ def coco_keypoint_eval(coco_gt, results: list[dict], sigmas: Optional[np.ndarray
         coco_eval.accumulate()
         coco_eval.summarize()
     return OrderedDict((name, float(v)) for name, v in zip(STAT_NAMES, coco_eval.stats))
-
-
-def _empty_results(coco_gt):
-    """A results COCO object with no detections (pycocotools' loadRes refuses an empty list)."""
-    from pycocotools.coco import COCO
-
-    coco_dt = COCO()
-    coco_dt.dataset = {'images': list(coco_gt.dataset['images']), 'annotations': [],
-                       'categories': list(coco_gt.dataset['categories'])}
-    coco_dt.createIndex()
-    return coco_dt
 
 
 @contextlib.contextmanager
@@ -215,10 +296,12 @@ def evaluate_coco_predictions(dataset, preds: dict, output_dir: Optional[str], *
     """Rescoring + OKS NMS + results JSON + COCOeval for a COCO-format data set.
 
     Reads only dataset.ann_file, dataset.metainfo.sigmas and the set name. Writes
-    output_dir/keypoints_<set>_results.json when output_dir is given.
+    output_dir/keypoints_<set>_results.json when output_dir is given (`[]` for zero predictions, which
+    score 0 with a warning; ValueError naming the file for a non-finite prediction).
     """
     sigmas = np.asarray(dataset.metainfo.sigmas, dtype=np.float64)
     coco_gt = load_coco_gt(dataset.ann_file, verbose)
+    check_ground_truth(coco_gt, dataset.ann_file)
     cat_id, _ = keypoint_category(coco_gt)
     results = make_coco_results(preds, sigmas, in_vis_thre=in_vis_thre, oks_thre=oks_thre, soft_nms=soft_nms,
                                 rescore=rescore, nms=nms, category_id=cat_id)

@@ -8,6 +8,11 @@ Ankle = mean of the left and right joint, and Mean = all annotated joints except
 pooled together (each joint weighted by its number of annotations). Mean@0.1 uses exactly t = 0.1;
 HRNet prints PCKh@0.11 under that name (row 11 of its 0:0.01:0.5 grid), we do not.
 
+A person whose head size is zero (a degenerate head box) has no PCKh normaliser: none of their joints
+is counted, rather than each counting as a miss (mmpose's rule for a zero normaliser); a warning says
+how many people were left out. Zero predictions (no labelled person in the set) score 0 everywhere
+with one logged warning.
+
 Coordinates: the .mat ground truth is 1-based (MATLAB); predictions are 0-based pixels (as this repo
 and HRNet produce them) and get +1 before comparison, as HRNet does.
 
@@ -88,8 +93,16 @@ def load_gt_mat(path: str) -> MpiiGroundTruth:
         names = tuple(str(np.asarray(x).reshape(-1)[0]) for x in np.asarray(mat['dataset_joints']).reshape(-1))
         if names != MAT_JOINT_NAMES:
             raise ValueError(f"{path}: 'dataset_joints' is {names}, expected the MPII order {MAT_JOINT_NAMES}")
-    return MpiiGroundTruth(joints=np.transpose(pos, (2, 0, 1)), missing=missing.T.astype(bool),
-                           headboxes=np.transpose(boxes, (2, 0, 1)))
+    gt = MpiiGroundTruth(joints=np.transpose(pos, (2, 0, 1)), missing=missing.T.astype(bool),
+                         headboxes=np.transpose(boxes, (2, 0, 1)))
+    bad_joint = ~np.isfinite(gt.joints).all(axis=-1) & ~gt.missing
+    bad_box = ~np.isfinite(gt.headboxes).reshape(gt.num_people, -1).all(axis=1)
+    for bad, what in ((bad_joint, "an annotated joint in 'pos_gt_src'"), (bad_box, "the head box 'headboxes_src'")):
+        if bad.any():
+            person = int(np.argwhere(bad)[0][0])
+            raise ValueError(f'{path}: person {person} (0-based): {what} is not finite (NaN or inf), '
+                             f'for {int(bad.reshape(gt.num_people, -1).any(axis=1).sum())} people')
+    return gt
 
 
 def head_sizes(headboxes: np.ndarray) -> np.ndarray:
@@ -98,9 +111,18 @@ def head_sizes(headboxes: np.ndarray) -> np.ndarray:
 
 
 def normalized_errors(preds: np.ndarray, gt: MpiiGroundTruth) -> np.ndarray:
-    """(N,16,2) 0-based predictions -> (N,16) distance to the ground truth / head size (+1 to 1-based first)."""
+    """(N,16,2) 0-based predictions -> (N,16) distance to the ground truth / head size (+1 to 1-based first).
+
+    NaN for a person whose head size is 0: no normaliser, so not counted (see `countable`).
+    """
     err = np.linalg.norm((preds + 1.0) - gt.joints, axis=-1)
-    return err / head_sizes(gt.headboxes)[:, None]
+    size = head_sizes(gt.headboxes)[:, None]
+    return np.divide(err, size, out=np.full(err.shape, np.nan), where=size > 0)
+
+
+def countable(gt: MpiiGroundTruth) -> np.ndarray:
+    """(N,16) bool: the joints PCKh counts -- annotated, of a person whose head size is not 0."""
+    return ~gt.missing & (head_sizes(gt.headboxes) > 0)[:, None]
 
 
 def pckh_per_joint(errors: np.ndarray, annotated: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +153,8 @@ def pckh_metrics(preds: np.ndarray, gt: MpiiGroundTruth, thr: float = 0.5,
     """Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean (PCKh@thr) and Mean@0.1 (PCKh@low_thr), in percent.
 
     preds: (N,16,2) 0-based pixels in annotation order. A group is the plain mean of its two joints'
-    PCKh; Mean pools all annotated joints but pelvis and thorax.
+    PCKh; Mean pools all annotated joints but pelvis and thorax. People with a zero head size are not
+    counted (a warning gives their number).
     """
     from lib.dataset.metainfo import get_metainfo  # lazy: evaluation does not need the data package at import
 
@@ -139,14 +162,19 @@ def pckh_metrics(preds: np.ndarray, gt: MpiiGroundTruth, thr: float = 0.5,
     index = {name: i for i, name in enumerate(names)}
     preds = check_preds(preds, gt.num_people)
     errors = normalized_errors(preds, gt)
-    annotated = ~gt.missing
+    annotated = countable(gt)
+    no_head = int((head_sizes(gt.headboxes) <= 0).sum())
+    if no_head:
+        logger.warning('PCKh: %d of %d people have a zero head size; their joints are not counted', no_head,
+                       gt.num_people)
     pck, counts = pckh_per_joint(errors, annotated, thr)
     pck_low, _ = pckh_per_joint(errors, annotated, low_thr)
     in_mean = np.ones(NUM_JOINTS, dtype=bool)
     in_mean[[index[n] for n in EXCLUDED_FROM_MEAN]] = False
     weights = np.where(in_mean, counts, 0).astype(np.float64)
     if weights.sum() == 0:
-        raise ValueError('PCKh: no annotated joint to score (every joint is marked missing)')
+        raise ValueError('PCKh: no annotated joint to score (every joint is marked missing, or its person '
+                         'has a zero head size)')
     weights /= weights.sum()
     metrics = OrderedDict()
     for group, members in JOINT_GROUPS.items():
@@ -172,8 +200,12 @@ def evaluate_mpii_predictions(dataset, preds: dict, output_dir: Optional[str]) -
     Rows are put in annotation order by preds['index'] (when given) so gathered or shuffled
     predictions score correctly. output_dir/pred.mat is written first (when output_dir is given), so
     a split without ground truth (MPII test) still yields the file to submit before the error.
+    Zero predictions (no labelled person) give 0 for every metric with one logged warning, and no file.
     """
     keypoints = np.asarray(preds['keypoints'], dtype=np.float64)
+    if len(keypoints) == 0:
+        logger.warning('MPII evaluation: no predictions to score (no labelled person); every PCKh is 0')
+        return OrderedDict((name, 0.0) for name in METRIC_NAMES)
     if preds.get('index') is not None:
         index = np.asarray(preds['index']).astype(np.int64)
         if sorted(index.tolist()) != list(range(len(keypoints))):

@@ -11,7 +11,9 @@ x by H/10 and y by W/10 -- the order HRNet's `accuracy` and mmpose's `pose_pck_a
 although x is a width coordinate. We keep it so the logged accuracy is the same number as the
 official training logs' `acc`/`acc_pose` for the same heatmaps; it is a monitor only and never enters
 a reported metric (COCO AP and MPII PCKh are computed in image space). Pass `normalize` to choose
-another factor, e.g. `np.array([[W, H]]) / 10` for the axis-consistent version.
+another factor, e.g. `np.array([[W, H]]) / 10` for the axis-consistent version. A sample whose
+normaliser is zero (or not finite) on either axis is not counted, rather than counted as a miss
+(mmpose's `keypoint_pck_accuracy` rule).
 
 Shapes: N samples, K joints, H x W heatmaps.
 """
@@ -43,9 +45,14 @@ def integer_peaks(heatmaps: np.ndarray) -> np.ndarray:
 
 def normalized_distances(pred: np.ndarray, target: np.ndarray, normalize: np.ndarray,
                          counted: np.ndarray) -> np.ndarray:
-    """(N,K,2) pred/target, (N,2) per-axis normaliser, (N,K) bool -> (N,K) distances; -1 where not counted."""
-    d = np.linalg.norm((pred - target) / normalize[:, None, :], axis=-1)
-    return np.where(counted, d, -1.0)
+    """(N,K,2) pred/target, (N,2) per-axis normaliser, (N,K) bool -> (N,K) distances; -1 where not counted.
+
+    A sample whose normaliser is not positive and finite on both axes is not counted (all -1).
+    """
+    usable = np.all(np.isfinite(normalize) & (normalize > 0), axis=1)
+    safe = np.where(usable[:, None], normalize, 1.0)
+    d = np.linalg.norm((pred - target) / safe[:, None, :], axis=-1)
+    return np.where(counted & usable[:, None], d, -1.0)
 
 
 def distance_accuracy(dists: np.ndarray, thr: float = 0.5) -> float:
@@ -63,6 +70,7 @@ def accuracy(output, target, thr: float = 0.5,
     output, target: (N,K,H,W) arrays or tensors. acc[1 + j] is joint j's accuracy (-1 if no sample
     counts it), acc[0] the mean over the cnt joints that were counted; pred are the output argmaxes.
     normalize: (N,2) or (2,) per-axis factor; default [H, W] / 10 (see the module note on the order).
+    A sample with a zero normaliser is not counted (nor in cnt).
     """
     output, target = _to_numpy(output).astype(np.float64), _to_numpy(target).astype(np.float64)
     if output.shape != target.shape or output.ndim != 4:

@@ -33,15 +33,53 @@ from lib.models import PoseLiteHRNet
 from .deploy import to_deploy
 from .runtime import INPUT_NAME, OUTPUT_NAME, create_session, run_session
 
-__all__ = ['DEFAULT_OPSET', 'DEFAULT_ATOL', 'GRAPHS', 'ExportReport', 'export_and_check', 'graph_for_export',
-           'export_onnx', 'check_onnx_file', 'op_types', 'max_abs_diff']
+__all__ = ['DEFAULT_OPSET', 'MIN_OPSET', 'DEFAULT_ATOL', 'GRAPHS', 'ExportReport', 'export_and_check',
+           'graph_for_export', 'export_onnx', 'check_onnx_file', 'check_opset', 'check_output_file', 'op_types',
+           'max_abs_diff']
 
 DEFAULT_OPSET = 17  # read by every current runtime (onnxruntime, TensorRT, OpenVINO, ncnn/MNN converters)
+# The oldest opset every graph exports to: bilinear upsampling with align_corners=True (the iterative
+# head, the fusion layers) has an ONNX form only as Resize-11; opsets 9 and 10 fail inside the exporter
+# for the deploy, plain and official graphs alike (checked with torch 2.13).
+MIN_OPSET = 11
 DEFAULT_ATOL = 1e-4  # max |onnxruntime - PyTorch| accepted on heatmaps
 # What export_and_check writes: the deploy form; the model as written with the 'export' kernels (each
 # operation one ONNX operator with constant sizes); or with the 'official' kernels, the official
 # repository's idioms (the baseline users get from exporting the official code: run-time sizes).
 GRAPHS = ('deploy', 'plain', 'official')
+
+
+def max_opset() -> int:
+    """The newest opset this torch's exporter writes (DEFAULT_OPSET when torch does not say)."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET  # private, hence the fallback
+        return int(ONNX_MAX_OPSET)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return DEFAULT_OPSET
+
+
+def check_opset(opset: int, name: str = 'opset') -> None:
+    """ValueError naming `name` (e.g. '--opset') unless MIN_OPSET <= opset <= the exporter's newest."""
+    newest = max_opset()
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f'{name} {opset}: the export needs an opset from {MIN_OPSET} (bilinear upsampling with '
+                         f'align_corners has an ONNX form from Resize-11 on) to {newest} (the newest this torch writes); '
+                         f'default {DEFAULT_OPSET}')
+
+
+def check_output_file(path: str | os.PathLike, name: str = 'output') -> None:
+    """ValueError naming `name` and the path unless `path` can be written as a file: not a folder, in a
+    folder that exists and is writable. Run before the export work, so a bad path costs nothing."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f'{name} {path}: is a folder; give the .onnx file to write, e.g. '
+                         f'{os.path.join(path, "model.onnx")}')
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        problem = 'is a file, not a folder' if os.path.exists(folder) else 'does not exist'
+        raise ValueError(f'{name} {path}: the folder {folder} {problem}')
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f'{name} {path}: not writable')
 
 
 def graph_for_export(model: nn.Module, graph: str = 'deploy', fold_bn: bool = False,
@@ -210,6 +248,8 @@ def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequ
     given (BatchNorm unfolded, split and shuffled as trained), so any error of the deploy form or
     of BN folding counts against the tolerance too.
     """
+    check_opset(opset)
+    check_output_file(path)
     model = model.eval()
     if not dynamic_batch:
         bad = {name: x.shape[0] for name, x in inputs.items() if x.shape[0] != 1}

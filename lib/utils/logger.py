@@ -4,8 +4,9 @@
 
 creates `output_dirs(cfg)` = (OUTPUT_DIR/<dataset>/<model>/<config name>, LOG_DIR/<...same...>), a log file
 `<config name>_<phase>_<time>.log` in the output folder, and the resolved config beside it
-(`<config name>_<phase>_config.yaml`). Other ranks get a logger that only reports warnings and errors,
-so a multi-process run prints each line once.
+(`<config name>_<phase>_config.yaml`). The returned logger ('litehrnet') and every logger of the `lib`
+package (lib.dataset.coco, lib.evaluation.coco_keypoints, ...) write to the console and that file. Other
+ranks only report warnings and errors, so a multi-process run prints each line once.
 """
 from __future__ import annotations
 
@@ -48,33 +49,83 @@ class _TqdmStreamHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[logging.Logger, str, str]:
-    """(logger, output_dir, tb_log_dir); only rank 0 creates folders and files."""
-    output_dir, tb_log_dir = output_dirs(cfg)
-    logger = logging.getLogger(name)
-    for handler in list(logger.handlers):  # a second call (tests, train then test) starts afresh
-        logger.removeHandler(handler)
-        handler.close()
-    logger.propagate = False
-    if get_rank() != 0:
-        logger.setLevel(logging.WARNING)
-        logger.addHandler(logging.StreamHandler(sys.stderr))
-        return logger, output_dir, tb_log_dir
+# Loggers a tool's run writes: the tools' own ('litehrnet', lib.core.function) and the whole `lib` package
+# (lib.dataset.coco, lib.evaluation.coco_keypoints, ... log under their module names). Both get the same
+# two handlers, so every line reaches the console and the log file once.
+LIB_LOGGER = 'lib'
 
-    os.makedirs(output_dir, exist_ok=True)
-    os.makedirs(tb_log_dir, exist_ok=True)
+
+def _reset(logger: logging.Logger) -> None:
+    """Remove the handlers an earlier create_logger call added (tests, train then test in one process)."""
+    for handler in list(logger.handlers):
+        if getattr(handler, '_litehrnet', False):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[logging.Logger, str, str]:
+    """(logger, output_dir, tb_log_dir); only rank 0 creates folders and files.
+
+    Raises UserError '<folder>: not writable (...)' when the output or log folder cannot be created or
+    written, before any work starts.
+    """
+    output_dir, tb_log_dir = output_dirs(cfg)
+    loggers = [logging.getLogger(name), logging.getLogger(LIB_LOGGER)]
+    for logger in loggers:
+        _reset(logger)
+    if get_rank() != 0:
+        _attach(loggers, [logging.StreamHandler(sys.stderr)], logging.WARNING)
+        return loggers[0], output_dir, tb_log_dir
+
     cfg_name = cfg.CFG_NAME or 'default'
     stamp = time.strftime('%Y-%m-%d-%H-%M-%S')
     log_file = os.path.join(output_dir, f'{cfg_name}_{phase}_{stamp}.log')
+    folder = output_dir
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        folder = tb_log_dir
+        os.makedirs(tb_log_dir, exist_ok=True)
+        folder = output_dir
+        with open(os.path.join(output_dir, f'{cfg_name}_{phase}_config.yaml'), 'w') as f:
+            f.write(cfg.dump())
+        file_handler = logging.FileHandler(log_file)
+    except OSError as err:  # PermissionError, a read-only file system, a file where a folder should be
+        raise UserError(f'{folder}: not writable ({err.strerror or err})') from None
+    _attach(loggers, [file_handler, _TqdmStreamHandler(sys.stdout)], logging.INFO)
+    loggers[0].info('log file: %s', log_file)
+    return loggers[0], output_dir, tb_log_dir
+
+
+def _attach(loggers: list[logging.Logger], handlers: list[logging.Handler], level: int) -> None:
     formatter = logging.Formatter(_FORMAT)
-    for handler in (logging.FileHandler(log_file), _TqdmStreamHandler(sys.stdout)):
+    for handler in handlers:
         handler.setFormatter(formatter)
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    with open(os.path.join(output_dir, f'{cfg_name}_{phase}_config.yaml'), 'w') as f:
-        f.write(cfg.dump())
-    logger.info('log file: %s', log_file)
-    return logger, output_dir, tb_log_dir
+        handler._litehrnet = True  # ours: removed again by the next create_logger call
+    for logger in loggers:
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        # Records still propagate to the root logger, which has no handler in our tools (nothing calls
+        # logging.basicConfig there), so each line is printed once; pytest's caplog reads them at the root.
+        logger.propagate = True
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message; for an error re-raised from a DataLoader worker, the original message only.
+
+    torch re-raises a worker's exception in the main process as the same type, with the message
+    'Caught ImageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last): ...'
+    whose last line is '<module>.<type>: <original message>'.
+    """
+    text = str(err)
+    if 'Original Traceback' in text and text.startswith('Caught '):
+        last = text.rstrip().splitlines()[-1]
+        name = type(err).__name__
+        for prefix in (f'{type(err).__module__}.{name}: ', f'{name}: '):
+            if last.startswith(prefix):
+                return last[len(prefix):]
+        return last
+    return text
 
 
 def run_tool(main: Callable[[], int]) -> int:
@@ -88,6 +139,6 @@ def run_tool(main: Callable[[], int]) -> int:
     except (ValueError, FileNotFoundError, CheckpointError, UserError) as err:  # ConfigError is a ValueError
         if os.environ.get('LITEHRNET_TRACEBACK'):
             raise
-        print(f'error: {err}', file=sys.stderr, flush=True)
+        print(f'error: {one_line(err)}', file=sys.stderr, flush=True)
         cleanup()
         return getattr(err, 'exit_code', EXIT_BAD_INPUT)
