@@ -212,7 +212,9 @@ def test_nan_loss_stops_and_keeps_the_checkpoint(synthetic_tiny, tmp_path, monke
     tool = load_tool('train')
     code = tool.run_tool(lambda: tool.main(['--cfg', CFG, '--device', 'cpu', *tiny_opts(synthetic_tiny, out)]))
     assert code == 1
-    assert 'error: loss is nan at epoch 1' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 'error: loss is nan at epoch 1' in err
+    assert f'Last good checkpoint: {ckpt} (written after epoch 0)' in err  # what to resume from
     assert open(ckpt, 'rb').read() == before
 
 

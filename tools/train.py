@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from lib.config import load_config, output_dirs
-from lib.core.function import build_loader, train_one_epoch, validate
+from lib.core.function import NonFiniteLossError, build_loader, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
@@ -186,13 +186,17 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         # process (WORKERS 0) from torch's; both are a pure function of (SEED, epoch, rank).
         train_loader.generator.manual_seed(seed_for(cfg, epoch, rank))
         torch.manual_seed(seed_for(cfg, epoch, rank))
-        iteration, loss = train_one_epoch(cfg, model, train_loader, criterion, optimizer, scaler, epoch=epoch,
-                                          iteration=iteration, iters_per_epoch=iters_per_epoch, device=device,
-                                          writer=writer, debug_fn=debug_fn)
+        last_good = f'{ckpt_path} (written after epoch {saved_epoch - 1})' if saved_epoch is not None else None
+        try:
+            iteration, loss = train_one_epoch(cfg, model, train_loader, criterion, optimizer, scaler, epoch=epoch,
+                                              iteration=iteration, iters_per_epoch=iters_per_epoch, device=device,
+                                              writer=writer, debug_fn=debug_fn)
+        except NonFiniteLossError as err:  # point at what the user can resume from
+            raise NonFiniteLossError(f'{err} Last good checkpoint: {last_good or "none yet (no epoch was saved)"}.'
+                                     ) from None
         # The loss is checked before every step, the weights after the last one: a step that diverged at
         # the end of the epoch must be neither validated nor saved. Every rank holds the same weights, so
         # all ranks stop together.
-        last_good = f'{ckpt_path} (written after epoch {saved_epoch - 1})' if saved_epoch is not None else None
         check_finite_model(model, f'after epoch {epoch}, iteration {iteration}', last_good)
 
         def save_checkpoint() -> None:
