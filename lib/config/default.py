@@ -101,6 +101,7 @@ _C.TRAIN.BATCH_SIZE_PER_GPU = 64  # per process
 _C.TRAIN.SHUFFLE = True
 _C.TRAIN.AMP = False  # CUDA mixed precision for the training forward (loss in fp32; validation runs fp32)
 _C.TRAIN.CHANNELS_LAST = False  # channels_last memory format for training and the validation run inside it
+_C.TRAIN.COMPILE = False  # torch.compile the repeated blocks of the training model (regional; eager fallback with a warning)
 _C.TRAIN.VAL_INTERVAL = 10  # epochs between validations (and the last epoch always)
 _C.TRAIN.VAL_USE_GT_BBOX = True  # validation during training uses GT boxes (official val_data_cfg)
 _C.TRAIN.CHECKPOINT_INTERVAL = 1  # epochs between writes of checkpoint.pth
@@ -124,6 +125,7 @@ _C.TEST.OKS_THRE = 0.9  # COCO: per-image OKS NMS threshold
 _C.TEST.SOFT_NMS = False  # COCO: soft OKS NMS instead
 _C.TEST.MODEL_FILE = ''  # weights to test (ours or official mmpose format)
 _C.TEST.CHANNELS_LAST = False  # channels_last memory format for inference in tools/test.py
+_C.TEST.COMPILE = False  # torch.compile the repeated blocks for inference (tools/test.py, PoseEstimator, benchmarks)
 
 # ---------------------------------------------------------------------------------------------
 # Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work
