@@ -466,3 +466,61 @@ def test_metrics_json_has_null_not_nan(tmp_path):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f'{c} token')) == {'Head': 97.5, 'Ankle': None,
                                                                                     'Mean': None}
     assert os.listdir(tmp_path / 'sub') == ['metrics.json']
+
+
+# ------------------------------------------------------------------------------- accuracy on the device
+def assert_same_accuracy(output, target, **kwargs):
+    """accuracy_on_device gives accuracy's numbers bit for bit: per-joint and mean accuracy, count, peaks."""
+    import torch
+    from lib.evaluation.pck import accuracy_on_device
+    acc, avg, cnt, pred = accuracy(output, target, **kwargs)
+    if 'normalize' in kwargs:
+        kwargs['normalize'] = torch.as_tensor(kwargs['normalize'])
+    d_acc, d_avg, d_cnt, d_pred = accuracy_on_device(torch.as_tensor(output), torch.as_tensor(target), **kwargs)
+    assert d_acc.dtype == d_avg.dtype == d_pred.dtype == torch.float64 and d_cnt.dtype == torch.int64
+    np.testing.assert_array_equal(d_acc.numpy(), acc)  # exact, not allclose
+    assert d_avg.item() == avg and d_cnt.item() == cnt
+    np.testing.assert_array_equal(d_pred.numpy(), pred)
+
+
+def test_accuracy_on_device_equals_numpy_on_random_heatmaps():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n, k, h, w = rng.integers(1, 9), rng.integers(1, 18), rng.integers(3, 24), rng.integers(3, 24)
+        target = rng.normal(size=(n, k, h, w)).astype(np.float32)
+        target[rng.random((n, k)) < 0.2] = 0.0  # unlabelled joints
+        output = target + rng.normal(scale=rng.choice([0.1, 1.0, 3.0]), size=target.shape).astype(np.float32)
+        thr = float(rng.choice([0.5, 0.2, 1.0]))
+        assert_same_accuracy(output, target, thr=thr)
+        if trial % 4 == 0:  # a per-sample normaliser, some samples with none
+            normalize = rng.uniform(0.5, 5.0, size=(n, 2))
+            normalize[rng.random(n) < 0.3, rng.integers(0, 2)] = 0.0
+            assert_same_accuracy(output, target, thr=thr, normalize=normalize)
+
+
+def test_accuracy_on_device_equals_numpy_on_edge_cases():
+    rng = np.random.default_rng(1)
+    zeros = np.zeros((2, 3, 8, 6), np.float32)
+    assert_same_accuracy(zeros, zeros)  # nothing counted: avg 0, cnt 0
+    negative = -np.abs(rng.normal(size=(2, 3, 8, 6))) - 0.1
+    assert_same_accuracy(negative, negative)  # no positive maximum: HRNet's (0, 0)
+    border = peak_maps([(1, 30), (20, 1), (0, 0), (47, 63)])  # x or y not > 1 is not counted
+    assert_same_accuracy(peak_maps([(2, 30), (20, 2), (5, 5), (47, 63)]), border)
+    tie = rng.normal(size=(1, 2, 16, 12))
+    tie[0, 0, 4, 5] = tie[0, 0, 7, 2] = 50.0  # the first maximum in row-major order
+    assert_same_accuracy(tie, np.roll(tie, 3, axis=-1))
+    with_nan = rng.normal(size=(1, 2, 16, 12))
+    with_nan[0, 1, 3, 3] = with_nan[0, 1, 9, 9] = np.nan  # both argmaxes take the first NaN
+    assert_same_accuracy(with_nan, rng.normal(size=(1, 2, 16, 12)))
+    # exactly on the threshold: 3.2 / 6.4 == 0.5 is not < 0.5
+    target, output = peak_maps([(20, 30)]), peak_maps([(23, 30)])
+    assert_same_accuracy(output, target, normalize=np.array([6.0, 4.8]))
+    assert_same_accuracy(output, target, normalize=np.zeros(2))
+    # half precision (AMP) outputs: the same argmax as their float64 copy
+    import torch
+    from lib.evaluation.pck import accuracy_on_device
+    half = torch.randn(2, 5, 16, 12).half()
+    np.testing.assert_array_equal(accuracy_on_device(half, half.flip(-1))[0].numpy(),
+                                  accuracy(half.double(), half.flip(-1).double())[0])
+    with pytest.raises(ValueError, match='must both be'):
+        accuracy_on_device(half, half[:, :2])
