@@ -1,7 +1,9 @@
 """Speed of Lite-HRNet beside its baseline, measured side by side on a shared, noisy machine.
 
     python tools/benchmark.py model                    # eager PyTorch: batch 1, per image at batch 32, training step
+    python tools/benchmark.py model --compile          # + regional torch.compile (lib.core.compile), compile time apart
     python tools/benchmark.py inference --variants all # eager, BN folded, onnxruntime official / plain / deploy
+    python tools/benchmark.py inference --modes eager,bn_folded,compiled,compiled_bn_folded,ort_official
     python tools/benchmark.py compare official.onnx deploy.onnx --seconds 60   # ONNX files side by side
     python tools/benchmark.py train --batch 32 --iters 10 --workers 2 [--device cuda]   # the real training loop
     python tools/benchmark.py data                     # one loader worker vs the JPEG decode alone
@@ -15,6 +17,11 @@ Every timing goes through `lib.utils.timing.time_interleaved`: the things compar
 in short windows, round after round, and a speed-up is the median over rounds of the ratio of
 neighbouring windows, so that a machine whose speed swings 2x within seconds slows both sides alike.
 Single numbers (ms, samples/s) are medians over windows and still carry the machine's weather.
+
+Compiled contenders (model --compile; inference modes compiled*) are timed in their steady state; the
+first calls, which compile (and on a warm cache mostly load compiled code from inductor's FX graph
+cache), are timed apart and printed as compile time with the cache hits and misses. For a cold cache
+run with TORCHINDUCTOR_CACHE_DIR=$(mktemp -d); run the same command again for a warm one.
 
 Weights: TEST.MODEL_FILE when given, otherwise Kaiming init with BatchNorm statistics from three
 random batches, because the official N(0, 0.001^2) init drives activations into denormal floats,
@@ -107,6 +114,29 @@ def emit_json(args: argparse.Namespace, payload: dict) -> None:
         print(json.dumps(payload))
 
 
+def compile_with_timing(net: torch.nn.Module, first_calls: dict[str, Callable[[torch.nn.Module], object]]
+                        ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """(lib.core.compile.compile_model(net), seconds of each first call): the calls that compile
+    (e.g. {'b1': ..., 'b32': ...}, in order; each new input shape compiles again) timed one by one."""
+    from lib.core.compile import compile_model
+    net = compile_model(net)
+    seconds = {}
+    for name, call in first_calls.items():
+        start = time.perf_counter()
+        call(net)
+        seconds[name] = time.perf_counter() - start
+    return net, seconds
+
+
+def compile_cache_summary() -> str:
+    """Inductor's FX graph cache hits and misses in this process, and where the cache lives."""
+    from torch._dynamo.utils import counters
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    stats = counters['inductor']
+    return (f"FX graph cache {cache_dir()}: {stats['fxgraph_cache_hit']} hits, "
+            f"{stats['fxgraph_cache_miss']} misses")
+
+
 def pick_device(name: str) -> torch.device:
     if name == 'cuda' or (name == 'auto' and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -136,6 +166,18 @@ def run_model(args: argparse.Namespace) -> int:
     width, height = cfg.MODEL.IMAGE_SIZE
     nets = {'official': model.with_kernels('official').eval(), 'ours': model, 'ours-fused': model.fold_bn()}
     x1, xb = torch.randn(1, 3, height, width), torch.randn(args.batch, 3, height, width)
+    compile_s = {}
+    if args.compile:  # compiled copies: first calls (compilation) timed here, steady state below
+        def first_calls(x: torch.Tensor) -> Callable:
+            def call(net: torch.nn.Module) -> None:
+                with torch.inference_mode():
+                    net(x)
+            return call
+        calls = {'eval_b1': first_calls(x1), 'eval_batch': first_calls(xb)}
+        for name, net in (('compiled', copy.deepcopy(model)), ('compiled-fused', model.fold_bn())):
+            nets[name], compile_s[name] = compile_with_timing(net, calls)
+            print(f'{name}: first calls ' + ', '.join(f'{k} {v:.1f} s' for k, v in compile_s[name].items()),
+                  flush=True)
     check = check_agreement(nets, 'official', x1)
 
     def timed(x: torch.Tensor) -> Timing:
@@ -154,6 +196,15 @@ def run_model(args: argparse.Namespace) -> int:
         criterion = build_loss(cfg)
         steps = {name: train_step(net.train(), criterion, xb, target, weight, cfg.TRAIN)
                  for name, net in (('official', model.with_kernels('official')), ('ours', copy.deepcopy(model)))}
+        if args.compile:
+            from lib.core.compile import compile_model
+            steps['compiled'] = train_step(compile_model(copy.deepcopy(model).train()), criterion, xb, target,
+                                           weight, cfg.TRAIN)
+            compile_s.setdefault('compiled', {})
+            start = time.perf_counter()
+            steps['compiled']()  # forward and backward graphs compile here
+            compile_s['compiled']['train'] = time.perf_counter() - start
+            print(f"compiled: first training step {compile_s['compiled']['train']:.1f} s", flush=True)
         # A step lasts seconds: one step per window, no settling call (a thread pool's spin is ~ms).
         train = time_interleaved(steps, args.seconds, 0.0, baseline='official', min_rounds=args.rounds,
                                  settle=False)
@@ -176,9 +227,23 @@ def run_model(args: argparse.Namespace) -> int:
             for name, r in results.items()]
     print_table(['implementation', 'eval batch 1 (ms)', f'eval batch {args.batch} (ms / image)',
                  f'training batch {args.batch} (samples/s)'], rows)
-    for name in ('ours', 'ours-fused'):
+    for name in [n for n in nets if n != 'official']:
         print(f'speed-up of {name} over official: ' + ', '.join(f'{k} {v:.2f}x' for k, v in
                                                                  results[name]['speedup'].items()))
+    for name, eager_name in (('compiled', 'ours'), ('compiled-fused', 'ours-fused')):
+        if name in nets:  # side by side with the same network run eagerly
+            print(f'speed-up of {name} over {eager_name}: eval_b1 {b1.ratio(name, eager_name):.2f}x, '
+                  f'eval_batch {bn.ratio(name, eager_name):.2f}x'
+                  + (f", train {train.ratio(name, eager_name):.2f}x" if train is not None and name in train.windows
+                     else ''))
+    if compile_s:
+        print(f'\ncompile time = first call (compiling, then one run); {compile_cache_summary()}')
+        print_table(['implementation', 'eval batch 1 (s)', f'eval batch {args.batch} (s)',
+                     f'training batch {args.batch} (s)'],
+                    [[name, *(f'{s[k]:.1f}' if k in s else '-' for k in ('eval_b1', 'eval_batch', 'train'))]
+                     for name, s in compile_s.items()])
+        for name, s in compile_s.items():
+            results[name]['compile_s'] = s
     emit_json(args, {'subcommand': 'model', 'variant': cfg.MODEL.NAME, 'input_hw': [height, width],
                      'batch': args.batch, 'threads': torch.get_num_threads(), 'rounds': b1.rounds,
                      'check_rel_diff': check, 'results': results})
@@ -197,7 +262,8 @@ def train_step(model: torch.nn.Module, criterion, x, target, weight, train_cfg) 
 
 
 # --- inference: eager and onnxruntime per variant -----------------------------------------------------------
-MODES = ('eager', 'bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')
+MODES = ('eager', 'bn_folded', 'compiled', 'compiled_bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')
+DEFAULT_MODES = ('eager', 'bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')  # compiling takes minutes
 ORT_GRAPHS = {'ort_official': 'official', 'ort_plain': 'plain', 'ort_deploy': 'deploy'}  # mode -> lib.export graph
 INFERENCE_BASELINE = 'ort_official'
 
@@ -206,6 +272,8 @@ def run_inference(args: argparse.Namespace) -> int:
     """Latency at batch 1 and throughput at batch N per variant and mode:
       eager         the model as trained, fp32, torch.inference_mode
       bn_folded     model.fold_bn(): BatchNorm folded into the convolutions
+      compiled      lib.core.compile.compile_model (regional torch.compile, inductor); not run unless asked
+      compiled_bn_folded  the same on model.fold_bn(); compile time (first calls) is printed apart
       ort_official  onnxruntime on the model exported in the official code's idioms (adaptive pooling
                     and resizing to sizes read at run time, view/transpose/view shuffle): what exporting
                     the official repository gives, and the baseline of the speed-ups
@@ -243,10 +311,11 @@ def run_inference(args: argparse.Namespace) -> int:
     width, height = base_cfg.MODEL.IMAGE_SIZE
     print(f'\n{height}x{width}; in brackets: speed-up over {baseline} (median of neighbouring-window ratios)')
     print_table(['variant', 'mode', 'latency b1 (ms)', f'throughput b{args.batch} (img/s)', 'GFLOPs (true)',
-                 'FLOP-limited b1 (ms)'],
+                 'FLOP-limited b1 (ms)', f'compile b1 / b{args.batch} (s)'],
                 [[r['variant'], r['mode'], with_speedup(r['latency_ms'], r['latency_speedup']),
                   with_speedup(r['throughput'], r['throughput_speedup']), f"{r['gflops']:.3f}",
-                  f"{r['flop_limited_ms']:.2f}"] for r in rows])
+                  f"{r['flop_limited_ms']:.2f}",
+                  ' / '.join(f'{v:.1f}' for v in r['compile_s'].values()) if 'compile_s' in r else '-'] for r in rows])
     emit_json(args, {'subcommand': 'inference', 'input_hw': [height, width], 'batch': args.batch,
                      'threads': torch.get_num_threads(), 'matmul_gflops': gflops, 'baseline': baseline, 'rows': rows})
     return 0
@@ -282,6 +351,16 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
         runners['eager'] = eager(model)
     if 'bn_folded' in modes:
         runners['bn_folded'] = eager(model.fold_bn())
+    compile_s = {}
+    for mode, fold in (('compiled', False), ('compiled_bn_folded', True)):
+        if mode in modes:
+            calls = {f'b{len(x)}': (lambda net, x=x: eager(net)(x)) for x in (x1, xb)}
+            net, compile_s[mode] = compile_with_timing(model.fold_bn() if fold else copy.deepcopy(model), calls)
+            runners[mode] = eager(net)
+            print(f'  {name} {mode}: first calls (compile) ' +
+                  ', '.join(f'{k} {v:.1f} s' for k, v in compile_s[mode].items()), flush=True)
+    if compile_s:
+        print(f'  {compile_cache_summary()}', flush=True)
     for mode in [m for m in modes if m in ORT_GRAPHS]:
         graph = ORT_GRAPHS[mode]
         network = graph_for_export(model, graph, fold_bn=True)
@@ -303,7 +382,7 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
                      'latency_speedup': latency.speedup[mode], 'throughput': args.batch / batch.seconds[mode],
                      'throughput_speedup': batch.speedup[mode], 'gflops': flops / 1e9,
                      'flop_limited_ms': flops / (gflops * 1e9) * 1e3, 'check_rel_diff': check.get(mode, 0.0),
-                     'weights': source})
+                     'weights': source, **({'compile_s': compile_s[mode]} if mode in compile_s else {})})
         print(f'  {name:26s} {mode:13s} {rows[-1]["latency_ms"]:8.1f} ms  {rows[-1]["throughput"]:7.1f} img/s  '
               f'({latency.rounds} / {batch.rounds} rounds)', flush=True)
     return rows
@@ -582,13 +661,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     timing_args(p, 10.0)
     p.add_argument('--batch', type=int, default=32, help='large eval batch and the training batch')
     p.add_argument('--skip-train', action='store_true')
+    p.add_argument('--compile', action='store_true', help='add regional torch.compile contenders (compiled, '
+                   'compiled-fused; compiled training step) and report their compile time')
 
     p = subcommand('inference', run_inference, 'eager and onnxruntime per variant')
     timing_args(p, 10.0)
     p.add_argument('--variants', default='cfg', help="'cfg' (the config's MODEL.NAME), 'all', or names "
                    f"separated by commas from: {', '.join(VARIANTS)}")
     p.add_argument('--batch', type=int, default=32, help='batch size of the throughput runs')
-    p.add_argument('--modes', default=','.join(MODES), help=f'subset of {",".join(MODES)}')
+    p.add_argument('--modes', default=','.join(DEFAULT_MODES), help=f'subset of {",".join(MODES)} (default: '
+                   f'{",".join(DEFAULT_MODES)})')
     p.add_argument('--dynamic-batch', action='store_true', help='one dynamic-batch ONNX file per graph '
                    '(default: a fixed-batch file per batch size, which onnxruntime optimises further)')
 

@@ -4,9 +4,9 @@
     torchrun --nproc_per_node 2 tools/test.py --cfg ... TEST.MODEL_FILE m.pth TEST.USE_GT_BBOX True
 
 TEST.MODEL_FILE may be one of our checkpoints (model_best.pth, final_state.pth, checkpoint.pth) or an
-official mmpose-format one. Flip test, heatmap shift, DARK and GT vs detector boxes follow cfg.TEST.
-Writes the results file (COCO keypoints json / MPII pred.mat) and metrics.json into the output folder
-and prints the metrics table. Under torchrun every process predicts a shard; rank 0 scores each
+official mmpose-format one. Flip test, heatmap shift, DARK and GT vs detector boxes follow cfg.TEST;
+TEST.COMPILE compiles the network block by block (lib/core/compile.py). Writes the results file (COCO
+keypoints json / MPII pred.mat) and metrics.json into the output folder and prints the metrics table. Under torchrun every process predicts a shard; rank 0 scores each
 sample once.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import torch
 
 from lib.config import load_config
+from lib.core.compile import compile_model
 from lib.core.function import build_loader, validate
 from lib.dataset import build_dataset
 from lib.models import build_model
@@ -55,6 +56,8 @@ def evaluate_model(args: argparse.Namespace) -> int:
     model.to(dist_info.device)
     if cfg.TEST.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
+    if cfg.TEST.COMPILE:  # block by block, in place; eager with one warning where it cannot compile
+        compile_model(model)
     dataset = build_dataset(cfg, is_train=False)
     loader = build_loader(cfg, dataset, False, dist_info.world_size, dist_info.rank)
     metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device, cfg.TEST.CHANNELS_LAST)

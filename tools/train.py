@@ -24,6 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from lib.config import load_config, output_dirs
+from lib.core.compile import compile_model
 from lib.core.function import NonFiniteLossError, build_loader, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
@@ -171,6 +172,8 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         best_perf, best_epoch, saved_epoch = state['best_perf'], state['best_epoch'], start_epoch
         logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,
                     best_perf)
+    if cfg.TRAIN.COMPILE:  # in place, after loading and before DDP: state-dict names stay the official ones
+        compile_model(model)
     if dist_info.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 

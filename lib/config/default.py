@@ -101,7 +101,10 @@ _C.TRAIN.BATCH_SIZE_PER_GPU = 64  # per process
 _C.TRAIN.SHUFFLE = True
 _C.TRAIN.AMP = False  # CUDA mixed precision for the training forward (loss in fp32; validation runs fp32)
 _C.TRAIN.CHANNELS_LAST = False  # channels_last memory format for training and the validation run inside it
-_C.TRAIN.COMPILE = False  # torch.compile the repeated blocks of the training model (regional; eager fallback with a warning)
+# torch.compile the training model block by block (lib/core/compile.py; eager with one warning without
+# a C++ compiler). Off: not yet measured at full size (at 64x64 a cached first step takes ~8 s and the
+# steady-state step was ~1.05x); the first step compiles forward and backward of every block.
+_C.TRAIN.COMPILE = False
 _C.TRAIN.VAL_INTERVAL = 10  # epochs between validations (and the last epoch always)
 _C.TRAIN.VAL_USE_GT_BBOX = True  # validation during training uses GT boxes (official val_data_cfg)
 _C.TRAIN.CHECKPOINT_INTERVAL = 1  # epochs between writes of checkpoint.pth
@@ -125,7 +128,12 @@ _C.TEST.OKS_THRE = 0.9  # COCO: per-image OKS NMS threshold
 _C.TEST.SOFT_NMS = False  # COCO: soft OKS NMS instead
 _C.TEST.MODEL_FILE = ''  # weights to test (ours or official mmpose format)
 _C.TEST.CHANNELS_LAST = False  # channels_last memory format for inference in tools/test.py
-_C.TEST.COMPILE = False  # torch.compile the repeated blocks for inference (tools/test.py, PoseEstimator, benchmarks)
+# torch.compile the network block by block for inference (tools/test.py, PoseEstimator; lib/core/compile.py).
+# Off, as the first calls compile: 256x192 on 2 CPU threads, ~130 s on a cold cache (batch 1, then the
+# dynamic batch) and ~13 s on a warm one (later processes reuse inductor's FX graph cache), for ~1.5x at
+# batch 1 and ~1.9x at batch 32 afterwards. It pays for full COCO/MPII evaluations (minutes of eager
+# inference), not for the demo, small sets or tests (tools/benchmark.py model --compile).
+_C.TEST.COMPILE = False
 
 # ---------------------------------------------------------------------------------------------
 # Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work

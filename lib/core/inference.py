@@ -3,6 +3,7 @@
     keypoints = predict_keypoints(model, crops, centers, scales, codec, flip_pairs)   # (N, K, 3)
     estimator = PoseEstimator(cfg, 'model_best.pth')         # ours or an official mmpose checkpoint
     people = estimator.predict(image_bgr, boxes_xywh)          # [{'keypoints': (K, 3), 'box', 'score'}]
+    heatmaps = estimator.forward(crops)                        # (N, 3, H, W) -> (N, K, H/4, W/4), numpy
 
 `predict_keypoints` is the one inference path: `PoseEstimator.predict` (demo, whole images) and
 `lib.core.function.run_inference` (validation, tools/test.py) both call it on each batch of crops. It
@@ -10,6 +11,7 @@ runs the flip test (`flip_test_heatmaps`: plain and mirrored crops as one batch,
 flipped back with `lib.codecs.flip_back`), decodes with the codec (heatmap pixels) and maps the peaks
 back to the image with `lib.dataset.transforms.heatmap_to_image_coords`. PoseEstimator adds what
 comes before: boxes -> centre/scale and crops with `lib.dataset.transforms` (the dataset's code).
+With TEST.COMPILE (or compile=True) its network is compiled block by block (`lib.core.compile`).
 """
 from __future__ import annotations
 
@@ -92,10 +94,12 @@ class PoseEstimator:
             a checkpoint path (ours or official mmpose), or an `nn.Module` used as it is.
         device: where the network runs.
         fold_bn: run `model.fold_bn()` (BatchNorm folded into the convolutions, same outputs, faster).
+        compile: compile the network's blocks with `lib.core.compile.compile_model` (same outputs up
+            to float rounding; the first calls of each batch size compile); None: cfg.TEST.COMPILE.
     """
 
     def __init__(self, cfg, weights: 'None | str | os.PathLike | nn.Module' = None,
-                 device: str | torch.device = 'cpu', fold_bn: bool = False) -> None:
+                 device: str | torch.device = 'cpu', fold_bn: bool = False, compile: bool | None = None) -> None:
         self.cfg = cfg
         self.metainfo = get_metainfo(cfg.DATASET.METAINFO)
         check_num_joints(self.metainfo, cfg.MODEL.NUM_JOINTS)
@@ -112,7 +116,12 @@ class PoseEstimator:
         model = model.to(self.device).eval()
         if fold_bn and not callable(getattr(model, 'fold_bn', None)):
             raise ValueError(f'fold_bn=True needs a model with a fold_bn() method; {type(model).__name__} has none')
-        self.model = model.fold_bn() if fold_bn else model
+        model = model.fold_bn() if fold_bn else model
+        self.compiled = bool(cfg.TEST.COMPILE if compile is None else compile)
+        if self.compiled:
+            from lib.core.compile import compile_model
+            model = compile_model(model)  # in place: falls back to eager (one warning) without a C++ compiler
+        self.model = model
 
     @property
     def num_joints(self) -> int:
@@ -132,6 +141,24 @@ class PoseEstimator:
             crop = warp_crop(image_bgr, centers[i], scales[i], 0.0, self.image_size)
             crops[i] = normalize_image(crop, color_rgb=self.color_rgb)
         return crops, centers, scales
+
+    @torch.no_grad()
+    def forward(self, crops: np.ndarray) -> np.ndarray:
+        """Heatmaps (N, K, H/4, W/4) float32 of normalised crops (N, 3, H, W) float32 (as `preprocess`
+        makes them): the network alone, no flip test or decoding, TEST.BATCH_SIZE_PER_GPU crops per
+        call; the same call whether the network is eager, BN-folded or compiled."""
+        crops = np.asarray(crops, dtype=np.float32)
+        w, h = self.image_size
+        if crops.ndim != 4 or crops.shape[1:] != (3, h, w):
+            raise ValueError(f'crops must be (N, 3, {h}, {w}) normalised images, got shape {crops.shape}')
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = torch.from_numpy(crops[start:start + self.batch_size]).to(self.device)
+            out.append(self.model(batch).float().cpu().numpy())
+        if not out:
+            hw, hh = self.codec.heatmap_size
+            return np.zeros((0, self.num_joints, hh, hw), dtype=np.float32)
+        return np.concatenate(out)
 
     def predict(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray,
                 box_scores: np.ndarray | None = None) -> list[dict]:
