@@ -83,6 +83,7 @@ def test_every_subcommand_takes_the_common_options_and_overrides() -> None:
     assert tool.parse_args(['compare', 'a.onnx', '--threads', '3']).threads == 3
 
 
+@pytest.mark.slow
 def test_model_subcommand_times_ours_fused_and_official(capsys) -> None:
     tool = load_tool('benchmark')
     assert tool.main(['model', '--batch', '2', *FAST, *TINY]) == 0

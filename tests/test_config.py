@@ -312,6 +312,7 @@ def test_list_items_must_have_the_defaults_item_type(tmp_path):
     assert cfg.MODEL.PRETRAINED_EXCLUDE == ['keypoint_head.*']
 
 
+@pytest.mark.slow
 def test_train_tool_refuses_a_bad_schedule_before_any_work(tmp_path):
     """Today's failure: END_EPOCH 0 exited 0 with an untrained final_state.pth. Now: exit 2, one line, no files."""
     import subprocess

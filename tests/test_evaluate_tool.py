@@ -176,6 +176,7 @@ def test_bad_inputs_give_one_error_line(tool, coco_ann, gt_mat, tmp_path, capsys
         assert message in err, (message, err)
 
 
+@pytest.mark.slow
 def test_cli_subprocess(coco_ann, gt_mat, tmp_path):
     """The script as users run it: exit codes, stdout table, and no traceback on bad input."""
     preds = write_json(tmp_path / 'preds.json', {'preds': mpii_gt_preds(gt_mat).tolist()})

@@ -86,6 +86,7 @@ def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys
     assert 'BatchNorm folded' in text and 'PASS' in text
 
 
+@pytest.mark.slow
 def test_convert2onnx_our_checkpoint(tmp_path, capsys) -> None:
     model = realistic_model('naive_litehrnet_18', seed=1)
     weights = tmp_path / 'ours.pth'

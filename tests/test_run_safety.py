@@ -123,6 +123,7 @@ def test_the_lock_is_released_when_the_run_fails(synthetic_tiny, tmp_path, capsy
 
 # --- 2. never save a non-finite model ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_divergence_on_the_last_step_of_an_epoch_saves_nothing(synthetic_tiny, tmp_path, capsys, monkeypatch):
     """The last step of epoch 1 overflows a weight to inf: the loss before that step was finite, so only the
     weight check after the epoch can catch it. Nothing is saved; the run then resumes with a sane lr."""

@@ -49,6 +49,7 @@ def run_test(coco_tiny, out, model_file, **extra) -> tuple[dict, list]:
     return metrics, results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('use_gt_bbox, boxes', [('True', 12), ('False', 118)])
 def test_one_result_per_kept_box(coco_tiny, weights, tmp_path, capsys, use_gt_bbox, boxes):
     # OKS NMS keeps a box unless its overlap exceeds the threshold; at 1.0 nothing is suppressed, so every
