@@ -25,7 +25,7 @@ from lib.dataset import build_dataset
 from lib.models import build_model
 from lib.utils.checkpoint import load_weights
 from lib.utils.cli import parse_args_with_overrides
-from lib.utils.dist import cleanup, init_distributed
+from lib.utils.dist import cleanup, exit_process, init_distributed
 from lib.utils.logger import create_logger, run_tool
 from lib.utils.run_folder import named_file_errors
 
@@ -73,4 +73,4 @@ def evaluate_model(args: argparse.Namespace) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(run_tool(main))
+    exit_process(run_tool(main))

@@ -31,7 +31,7 @@ from lib.dataset import build_dataset
 from lib.models import build_model
 from lib.utils.checkpoint import CheckpointError, load_weights
 from lib.utils.cli import parse_args_with_overrides
-from lib.utils.dist import barrier, broadcast_object, cleanup, init_distributed
+from lib.utils.dist import barrier, broadcast_object, cleanup, exit_process, init_distributed
 from lib.utils.logger import UserError, create_logger, run_tool
 from lib.utils.run_folder import RunLock, make_dirs, named_file_errors, remove_empty_dirs
 from lib.utils.training_state import (apply_training_state, check_finite_model, read_training_state, save_model_file,
@@ -237,4 +237,4 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
 
 
 if __name__ == '__main__':
-    sys.exit(run_tool(main))
+    exit_process(run_tool(main))
