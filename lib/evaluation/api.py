@@ -1,14 +1,12 @@
 """The one evaluation entry point used by validation and tools/test.py, and the metrics table."""
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from typing import Optional
 
-from .coco_keypoints import DEFAULT_OKS_THR, DEFAULT_VIS_THR, evaluate_coco_predictions
+from .coco_keypoints import DEFAULT_OKS_THR, DEFAULT_VIS_THR, evaluate_coco_predictions, write_json_atomic
 from .mpii_pckh import evaluate_mpii_predictions
 
 PRIMARY_KEY = {'coco': 'AP', 'mpii': 'Mean'}
@@ -39,19 +37,8 @@ def evaluate_predictions(dataset, preds: dict, output_dir: Optional[str], *, in_
 def write_metrics_json(metrics: 'OrderedDict[str, float]', path: str) -> str:
     """Write metrics as a JSON object; NaN (e.g. an MPII joint group never annotated) becomes null, so the
     file is valid JSON that any reader loads (no bare NaN token). Atomic: a temporary file, then rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     clean = {name: (None if isinstance(v, float) and not math.isfinite(v) else v) for name, v in metrics.items()}
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(clean, f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    except OSError as err:  # name the file the user asked for, not the temporary one
-        raise OSError(err.errno, err.strerror, path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_json_atomic(clean, path, indent=2)
 
 
 def format_metrics_table(metrics: 'OrderedDict[str, float]', title: str) -> str:

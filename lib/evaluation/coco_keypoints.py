@@ -107,12 +107,20 @@ def write_results_json(results: list[dict], path: str) -> str:
         if not (np.isfinite(values).all() and math.isfinite(res['score'])):
             raise ValueError(f"{path}: result {i} (image_id {res['image_id']}) has a non-finite keypoint or score "
                              f"(NaN or inf: did the model diverge?); the results file was not written")
+    return write_json_atomic(results, path)
+
+
+def write_json_atomic(obj, path: str, indent: int | None = None) -> str:
+    """Write `obj` as JSON (no NaN tokens: allow_nan=False) through a temporary file and a rename, so a
+    reader never sees half a file; an OSError names `path`, not the temporary file. Returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
     try:
         with open(tmp, 'w') as f:
-            json.dump(results, f, allow_nan=False)
+            json.dump(obj, f, indent=indent, allow_nan=False)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ['DistInfo', 'barrier', 'broadcast_object', 'cleanup', 'exit_process', 'gather_predictions', 'get_rank', 'get_world_size',
-           'init_distributed', 'is_main_process', 'reduce_mean']
+           'init_distributed', 'is_main_process']
 
 
 @dataclass(frozen=True)
@@ -95,18 +95,6 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if get_world_size() > 1:
         dist.barrier()
-
-
-def reduce_mean(*values: float | torch.Tensor) -> list[float]:
-    """The means of scalars over all processes (one all_reduce for all of them; the values themselves
-    in one process)."""
-    tensor = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().reshape(()).cpu() for v in values])
-    if get_world_size() > 1:
-        if dist.get_backend() == 'nccl':
-            tensor = tensor.cuda()
-        dist.all_reduce(tensor)
-        tensor /= get_world_size()
-    return tensor.tolist()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
