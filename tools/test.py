@@ -5,7 +5,9 @@
 
 TEST.MODEL_FILE may be one of our checkpoints (model_best.pth, final_state.pth, checkpoint.pth) or an
 official mmpose-format one. Flip test, heatmap shift, DARK and GT vs detector boxes follow cfg.TEST;
-TEST.COMPILE compiles the network block by block (lib/core/compile.py). Writes the results file (COCO
+TEST.COMPILE compiles the network block by block (lib/core/compile.py). TEST.BACKEND onnxruntime / openvino
+with TEST.PRECISION fp32 / bf16 / int8 evaluates a deployed file (TEST.MODEL_FILE m.onnx or m.xml from
+demo/convert2onnx.py; a .pth is exported on the fly) through the same flip test, decoding and scoring. Writes the results file (COCO
 keypoints json / MPII pred.mat) and metrics.json into the output folder and prints the metrics table. Under torchrun every process predicts a shard; rank 0 scores each
 sample once.
 """
@@ -22,8 +24,7 @@ from lib.config import load_config
 from lib.core.compile import compile_model
 from lib.core.function import build_loader, validate
 from lib.dataset import build_dataset
-from lib.models import build_model
-from lib.utils.checkpoint import load_weights
+from lib.export.backends import load_network
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.dist import cleanup, exit_process, init_distributed
 from lib.utils.logger import create_logger, run_tool
@@ -46,25 +47,28 @@ def evaluate_model(args: argparse.Namespace) -> int:
     cfg = load_config(args.cfg, args.opts)
     if not cfg.TEST.MODEL_FILE:
         raise ValueError('TEST.MODEL_FILE: empty, so there is no model to test; pass TEST.MODEL_FILE path/to/weights.pth')
-    model = build_model(cfg)
-    load_weights(model, cfg.TEST.MODEL_FILE)  # checked before any process group or output folder exists
+    # Loaded (and checked against the config) before any process group or output folder exists.
+    backend, precision = cfg.TEST.BACKEND, cfg.TEST.PRECISION
+    model = load_network(cfg, cfg.TEST.MODEL_FILE, backend, precision)
 
     dist_info = init_distributed(args.device)
     logger, output_dir, _ = create_logger(cfg, 'test')
-    logger.info('model %s from %s; boxes: %s; flip test %s', cfg.MODEL.NAME, cfg.TEST.MODEL_FILE,
-                'ground truth' if cfg.TEST.USE_GT_BBOX else cfg.TEST.COCO_BBOX_FILE, cfg.TEST.FLIP_TEST)
-    model.to(dist_info.device)
+    logger.info('model %s from %s (%s, %s); boxes: %s; flip test %s', cfg.MODEL.NAME, cfg.TEST.MODEL_FILE, backend,
+                precision, 'ground truth' if cfg.TEST.USE_GT_BBOX else cfg.TEST.COCO_BBOX_FILE, cfg.TEST.FLIP_TEST)
+    device = dist_info.device if backend == 'torch' else torch.device('cpu')  # the runtimes run on the CPU
+    model.to(device)
     if cfg.TEST.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
     if cfg.TEST.COMPILE:  # block by block, in place; eager with one warning where it cannot compile
         compile_model(model)
     dataset = build_dataset(cfg, is_train=False)
     loader = build_loader(cfg, dataset, False, dist_info.world_size, dist_info.rank)
-    metrics, key = validate(cfg, model, loader, dataset, output_dir, dist_info.device, cfg.TEST.CHANNELS_LAST)
+    metrics, key = validate(cfg, model, loader, dataset, output_dir, device, cfg.TEST.CHANNELS_LAST)
 
     if dist_info.is_main:
         from lib.evaluation import print_metrics_table, write_metrics_json
-        print_metrics_table(metrics, f'{cfg.MODEL.NAME} on {cfg.DATASET.DATASET} {cfg.DATASET.TEST_SET} '
+        runtime = '' if backend == 'torch' and precision == 'fp32' else f', {backend} {precision}'
+        print_metrics_table(metrics, f'{cfg.MODEL.NAME}{runtime} on {cfg.DATASET.DATASET} {cfg.DATASET.TEST_SET} '
                                      f'({len(dataset)} samples)', logger=logger)  # console and log file
         write_metrics_json(metrics, os.path.join(output_dir, 'metrics.json'))  # null, never a bare NaN
         logger.info('%s %.4f; results and metrics.json in %s', key, metrics[key], output_dir)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
-from .default import _C, LIST_ITEM_TYPES, RANGES, REMOVED_KEYS
+from .default import _C, BACKEND_PRECISIONS, LIST_ITEM_TYPES, RANGES, REMOVED_KEYS
 
 __all__ = ['BASE_KEY', 'BASES_DIR', 'ConfigError', 'experiment_configs', 'get_cfg', 'load_config', 'merge_opts',
            'output_dirs']
@@ -259,6 +259,14 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
      lambda optimizer, nesterov, momentum: optimizer != 'sgd' or not nesterov or momentum > 0,
      'TRAIN.NESTEROV needs TRAIN.MOMENTUM > 0 (torch SGD)'),
     (('TEST.BLUR_KERNEL',), lambda kernel: kernel % 2 == 1, 'TEST.BLUR_KERNEL must be odd'),
+    (('TEST.BACKEND', 'TEST.PRECISION'),
+     lambda backend, precision: precision in BACKEND_PRECISIONS[backend],
+     "TEST.PRECISION: the torch backend runs fp32, onnxruntime fp32 or int8 (its CPU kernels have no bfloat16), "
+     "openvino fp32, bf16 or int8"),
+    (('TEST.BACKEND', 'TEST.COMPILE', 'TEST.CHANNELS_LAST'),
+     lambda backend, compiled, channels_last: backend == 'torch' or not (compiled or channels_last),
+     'TEST.COMPILE and TEST.CHANNELS_LAST apply to the torch backend only (onnxruntime and OpenVINO optimise '
+     'their own graphs)'),
 )
 
 

@@ -134,6 +134,13 @@ _C.TEST.CHANNELS_LAST = False  # channels_last memory format for inference in to
 # batch 1 and ~1.9x at batch 32 afterwards. It pays for full COCO/MPII evaluations (minutes of eager
 # inference), not for the demo, small sets or tests (tools/benchmark.py model --compile).
 _C.TEST.COMPILE = False
+# Where the network runs (PoseEstimator, tools/test.py, demo; lib/export/backends.py): 'torch' (TEST.MODEL_FILE a
+# .pth checkpoint), 'onnxruntime' (a .onnx file from demo/convert2onnx.py, or a .pth exported on the fly) or
+# 'openvino' (a .xml, .onnx or .pth). Flip test, decoding and evaluation are the same for every backend.
+_C.TEST.BACKEND = 'torch'
+# 'fp32'; 'bf16' (OpenVINO on a CPU with bfloat16 support); 'int8' (a file quantised by
+# `demo/convert2onnx.py --precision int8`: onnxruntime QDQ .onnx or OpenVINO/NNCF .xml). Must match the file.
+_C.TEST.PRECISION = 'fp32'
 
 # ---------------------------------------------------------------------------------------------
 # Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work
@@ -181,7 +188,13 @@ RANGES = {
     'TEST.IMAGE_THRE': '[0, 1]',
     'TEST.IN_VIS_THRE': '[0, 1]',
     'TEST.OKS_THRE': '[0, 1]',
+    'TEST.BACKEND': ('torch', 'onnxruntime', 'openvino'),
+    'TEST.PRECISION': ('fp32', 'bf16', 'int8'),
 }
+
+# The precisions each TEST.BACKEND runs (lib/export/backends.py; a rule in lib/config): onnxruntime's CPU
+# kernels have no bfloat16 convolutions; PyTorch int8/bf16 are not offered (export to a runtime instead).
+BACKEND_PRECISIONS = {'torch': ('fp32',), 'onnxruntime': ('fp32', 'int8'), 'openvino': ('fp32', 'bf16', 'int8')}
 
 # The item type of list keys whose default is empty (a non-empty default's items give theirs).
 LIST_ITEM_TYPES = {

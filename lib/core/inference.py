@@ -11,7 +11,9 @@ runs the flip test (`flip_test_heatmaps`: plain and mirrored crops as one batch,
 flipped back with `lib.codecs.flip_back`), decodes with the codec (heatmap pixels) and maps the peaks
 back to the image with `lib.dataset.transforms.heatmap_to_image_coords`. PoseEstimator adds what
 comes before: boxes -> centre/scale and crops with `lib.dataset.transforms` (the dataset's code).
-With TEST.COMPILE (or compile=True) its network is compiled block by block (`lib.core.compile`).
+With TEST.COMPILE (or compile=True) its network is compiled block by block (`lib.core.compile`);
+with TEST.BACKEND onnxruntime / openvino (or backend=...) it is a deployed file run by that runtime
+(`lib.export.backends.load_network`), called like the PyTorch network.
 """
 from __future__ import annotations
 
@@ -96,10 +98,16 @@ class PoseEstimator:
         fold_bn: run `model.fold_bn()` (BatchNorm folded into the convolutions, same outputs, faster).
         compile: compile the network's blocks with `lib.core.compile.compile_model` (same outputs up
             to float rounding; the first calls of each batch size compile); None: cfg.TEST.COMPILE.
+        backend: 'torch', 'onnxruntime' or 'openvino' (None: cfg.TEST.BACKEND); the runtimes take a .onnx /
+            .xml file from demo/convert2onnx.py or a checkpoint they export on the fly, and run on the CPU
+            (lib/export/backends.py). fold_bn and compile apply to 'torch' only.
+        precision: 'fp32', 'bf16' (OpenVINO) or 'int8' (a quantised file); None: cfg.TEST.PRECISION.
+        threads: the runtimes' intra-op threads (default: torch's thread count).
     """
 
     def __init__(self, cfg, weights: 'None | str | os.PathLike | nn.Module' = None,
-                 device: str | torch.device = 'cpu', fold_bn: bool = False, compile: bool | None = None) -> None:
+                 device: str | torch.device = 'cpu', fold_bn: bool = False, compile: bool | None = None,
+                 backend: str | None = None, precision: str | None = None, threads: int | None = None) -> None:
         self.cfg = cfg
         self.metainfo = get_metainfo(cfg.DATASET.METAINFO)
         check_num_joints(self.metainfo, cfg.MODEL.NUM_JOINTS)
@@ -110,6 +118,23 @@ class PoseEstimator:
         self.shift_heatmap = bool(cfg.TEST.SHIFT_HEATMAP)
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.batch_size = max(1, int(cfg.TEST.BATCH_SIZE_PER_GPU))
+        self.backend = backend or cfg.TEST.BACKEND
+        self.precision = precision or cfg.TEST.PRECISION
+        self.compiled = bool(cfg.TEST.COMPILE if compile is None else compile)
+        from lib.export.backends import check_backend, check_model_file, load_network  # runtimes load lazily
+        check_backend(self.backend, self.precision)
+        if not isinstance(weights, nn.Module) and (weights or cfg.TEST.MODEL_FILE):
+            check_model_file(weights or cfg.TEST.MODEL_FILE, self.backend)
+        if self.backend != 'torch':
+            if self.compiled or isinstance(weights, nn.Module):
+                raise ValueError(f'backend {self.backend} runs a model file: '
+                                 + ('compile applies to the torch backend only' if self.compiled
+                                    else 'pass a path, not an nn.Module'))
+            self.device = torch.device('cpu')
+            self.weights_source = os.fspath(weights) if weights is not None else cfg.TEST.MODEL_FILE
+            self.random_weights = False
+            self.model = load_network(cfg, self.weights_source, self.backend, self.precision, threads).eval()
+            return
         self.device = torch.device(device)
         model, self.weights_source = build_pose_model(cfg, weights)
         self.random_weights = self.weights_source.startswith('random')
@@ -117,7 +142,6 @@ class PoseEstimator:
         if fold_bn and not callable(getattr(model, 'fold_bn', None)):
             raise ValueError(f'fold_bn=True needs a model with a fold_bn() method; {type(model).__name__} has none')
         model = model.fold_bn() if fold_bn else model
-        self.compiled = bool(cfg.TEST.COMPILE if compile is None else compile)
         if self.compiled:
             from lib.core.compile import compile_model
             model = compile_model(model)  # in place: falls back to eager (one warning) without a C++ compiler
