@@ -7,6 +7,7 @@
     python tools/benchmark.py compare official.onnx deploy.onnx --seconds 60   # ONNX files side by side
     python tools/benchmark.py train --batch 32 --iters 10 --workers 2 [--device cuda]   # the real training loop
     python tools/benchmark.py data                     # one loader worker vs the JPEG decode alone
+    python tools/benchmark.py video --backends torch,onnxruntime   # the video demo's stages and FPS, 1 and 5 people
 
 Every subcommand takes --cfg (default: Lite-HRNet-18 256x192), trailing KEY VALUE config overrides,
 --threads and --json (one JSON line with the numbers), prints a markdown table, and prints speed-ups
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import inspect
 import itertools
 import json
@@ -49,9 +51,12 @@ from lib.config import load_config
 from lib.models import VARIANTS, build_model
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.timing import Timing, time_interleaved
+from benchmark_video import add_video_subcommand  # tools/benchmark_video.py: the `video` subcommand
 
 DEFAULT_CFG = os.path.join(_init_paths.REPO_ROOT, 'experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml')
 AGREEMENT_RTOL = 1e-4  # max |heatmap difference| / max |heatmap| accepted between implementations
+# Reduced precision computes something else on purpose (judged by AP, --ap): only a gross slip stops the run.
+LOW_PRECISION_RTOL = 0.25
 
 
 # --- shared pieces ------------------------------------------------------------------------------------------
@@ -78,7 +83,8 @@ def realistic_model(cfg) -> tuple[torch.nn.Module, str]:
 
 def check_agreement(nets: dict[str, Callable], reference: str, x) -> dict[str, float]:
     """Max |heatmap difference| of each net vs `reference` on x, relative to max |reference heatmap|;
-    prints them and exits with status 1 if any exceeds AGREEMENT_RTOL. Nets return tensors or arrays."""
+    prints them and exits with status 1 if any exceeds AGREEMENT_RTOL (LOW_PRECISION_RTOL for bf16 and int8
+    modes). Nets return tensors or arrays."""
     with torch.inference_mode():
         out = {name: torch.as_tensor(net(x)).float() for name, net in nets.items()}
     scale = max(out[reference].abs().max().item(), 1e-12)
@@ -86,7 +92,9 @@ def check_agreement(nets: dict[str, Callable], reference: str, x) -> dict[str, f
     for name, diff in rel.items():
         print(f'check: max |heatmap diff| {name} vs {reference}: {diff * scale:.2e} '
               f'({diff:.1e} of max |heatmap| {scale:.3g})', flush=True)
-    bad = {name: diff for name, diff in rel.items() if not diff <= AGREEMENT_RTOL}
+    low_precision = lambda name: name.endswith(('bf16', 'int8'))  # noqa: E731
+    bad = {name: diff for name, diff in rel.items()
+           if not diff <= (LOW_PRECISION_RTOL if low_precision(name) else AGREEMENT_RTOL)}
     if bad:
         raise SystemExit(f'error: heatmaps disagree beyond {AGREEMENT_RTOL:g} (relative): {bad}; '
                          'the timings would compare different computations')
@@ -262,9 +270,13 @@ def train_step(model: torch.nn.Module, criterion, x, target, weight, train_cfg) 
 
 
 # --- inference: eager and onnxruntime per variant -----------------------------------------------------------
-MODES = ('eager', 'bn_folded', 'compiled', 'compiled_bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')
+MODES = ('eager', 'bn_folded', 'compiled', 'compiled_bn_folded', 'ort_official', 'ort_plain', 'ort_deploy',
+         'ov_deploy', 'ov_deploy_bf16', 'ort_int8', 'ov_int8')
 DEFAULT_MODES = ('eager', 'bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')  # compiling takes minutes
+DEPLOY_MODES = ('ort_official', 'ort_deploy', 'ov_deploy', 'ov_deploy_bf16', 'ort_int8', 'ov_int8')  # --modes deploy
 ORT_GRAPHS = {'ort_official': 'official', 'ort_plain': 'plain', 'ort_deploy': 'deploy'}  # mode -> lib.export graph
+OV_PRECISIONS = {'ov_deploy': 'fp32', 'ov_deploy_bf16': 'bf16'}  # OpenVINO on the deploy graph
+INT8_MODES = {'ort_int8': 'onnxruntime', 'ov_int8': 'openvino'}  # quantised deploy graph -> runtime
 INFERENCE_BASELINE = 'ort_official'
 
 
@@ -279,8 +291,16 @@ def run_inference(args: argparse.Namespace) -> int:
                     the official repository gives, and the baseline of the speed-ups
       ort_plain     onnxruntime on the BN-folded model exported as written, with constant sizes
       ort_deploy    onnxruntime on the deploy form (lib.export.to_deploy), convert2onnx.py's default
-    onnxruntime: graph optimisation level ALL, --threads intra-op threads, one fixed-batch file per
-    batch size (or one dynamic-batch file with --dynamic-batch, where ort_official cannot be exported).
+      ov_deploy     OpenVINO (CPU plugin, latency mode, f32 precision hint) on the deploy form
+      ov_deploy_bf16  the same computing in bfloat16 (CPUs with AVX512_BF16 or AMX; skipped elsewhere)
+      ort_int8      onnxruntime on the deploy form quantised to int8 (lib/export/quantize.py: QDQ, calibrated
+                    on --calib-num crops of the config's training set, the most sensitive layers in float)
+      ov_int8       OpenVINO on the deploy form quantised by NNCF, the same calibration and float layers
+    --modes deploy: ort_official plus every deployment mode. onnxruntime: graph optimisation level ALL,
+    --threads intra-op threads, one fixed-batch file per batch size (or one dynamic-batch file with
+    --dynamic-batch, where ort_official cannot be exported); OpenVINO and int8: one dynamic-batch file,
+    OpenVINO reshaped to each batch size. --ap: also each mode's AP (PCKh) on the config's val set through
+    tools/test.py's pipeline (the numbers need trained weights: TEST.MODEL_FILE).
     FLOP-limited: the model's true FLOPs (2 x true_macs, every executed call, batch 1) at the rate this
     machine reaches on a 2048^3 fp32 matmul.
     """
@@ -291,6 +311,12 @@ def run_inference(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f'error: unknown variant(s) {unknown}; choose from {list(VARIANTS)}')
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
+    modes = [x for m in modes for x in (DEPLOY_MODES if m == 'deploy' else (m,))]
+    if 'ov_deploy_bf16' in modes:
+        from lib.export.openvino import cpu_precisions
+        if 'bf16' not in cpu_precisions():
+            print('ov_deploy_bf16 skipped: OpenVINO runs no bfloat16 on this CPU')
+            modes.remove('ov_deploy_bf16')
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise SystemExit(f'error: unknown mode(s) {bad}; choose from {list(MODES)}')
@@ -311,11 +337,12 @@ def run_inference(args: argparse.Namespace) -> int:
     width, height = base_cfg.MODEL.IMAGE_SIZE
     print(f'\n{height}x{width}; in brackets: speed-up over {baseline} (median of neighbouring-window ratios)')
     print_table(['variant', 'mode', 'latency b1 (ms)', f'throughput b{args.batch} (img/s)', 'GFLOPs (true)',
-                 'FLOP-limited b1 (ms)', f'compile b1 / b{args.batch} (s)'],
+                 'FLOP-limited b1 (ms)', f'compile b1 / b{args.batch} (s)'] + (['AP'] if args.ap else []),
                 [[r['variant'], r['mode'], with_speedup(r['latency_ms'], r['latency_speedup']),
                   with_speedup(r['throughput'], r['throughput_speedup']), f"{r['gflops']:.3f}",
                   f"{r['flop_limited_ms']:.2f}",
-                  ' / '.join(f'{v:.1f}' for v in r['compile_s'].values()) if 'compile_s' in r else '-'] for r in rows])
+                  ' / '.join(f'{v:.1f}' for v in r['compile_s'].values()) if 'compile_s' in r else '-']
+                 + ([f"{r['ap']:.4f}"] if args.ap else []) for r in rows])
     emit_json(args, {'subcommand': 'inference', 'input_hw': [height, width], 'batch': args.batch,
                      'threads': torch.get_num_threads(), 'matmul_gflops': gflops, 'baseline': baseline, 'rows': rows})
     return 0
@@ -370,6 +397,8 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
                                dynamic_batch=n == 0, batch_size=max(n, 1))
             sessions[n] = create_session(path, threads=torch.get_num_threads())
         runners[mode] = lambda x, s=sessions: run_session(s.get(len(x), s.get(0)), x)
+    runners.update(deployment_runners(args, cfg, model, [m for m in modes if m in OV_PRECISIONS or m in INT8_MODES],
+                                      workdir))
     runners = {m: runners[m] for m in modes}  # the order asked for
     check = check_agreement(runners, modes[0], x1)
     latency = time_interleaved({m: (lambda fn=fn: fn(x1)) for m, fn in runners.items()}, args.seconds,
@@ -385,7 +414,65 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
                      'weights': source, **({'compile_s': compile_s[mode]} if mode in compile_s else {})})
         print(f'  {name:26s} {mode:13s} {rows[-1]["latency_ms"]:8.1f} ms  {rows[-1]["throughput"]:7.1f} img/s  '
               f'({latency.rounds} / {batch.rounds} rounds)', flush=True)
+    if args.ap:
+        for row in rows:
+            row['ap'] = evaluate_runner(cfg, runners[row['mode']], args.batch, os.path.join(workdir, row['mode']))
+            print(f"  {name:26s} {row['mode']:13s} AP {row['ap']:.4f}", flush=True)
     return rows
+
+
+def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], workdir: str) -> dict[str, Callable]:
+    """numpy crops -> heatmaps for the OpenVINO and int8 modes, all made from one dynamic-batch deploy graph."""
+    if not modes:
+        return {}
+    import openvino as ov
+
+    from lib.export import export_onnx, to_deploy
+    from lib.export.openvino import compile_for_cpu
+    width, height = cfg.MODEL.IMAGE_SIZE
+    threads = torch.get_num_threads()
+    float_onnx = export_onnx(to_deploy(model), os.path.join(workdir, f'{cfg.MODEL.NAME}_deploy_dyn.onnx'),
+                             (width, height), dynamic_batch=True)
+
+    def openvino_per_batch(path: str, precision: str) -> Callable:
+        compiled = {}
+        for n in (1, args.batch):
+            network = ov.Core().read_model(path)
+            network.reshape([n, 3, height, width])
+            compiled[n] = compile_for_cpu(network, precision, threads)
+        return lambda x: compiled[len(x)](x) if len(x) in compiled else np.concatenate(
+            [compiled[1](x[i:i + 1]) for i in range(len(x))])
+
+    runners, crops = {}, None
+    for mode in modes:
+        if mode in OV_PRECISIONS:
+            runners[mode] = openvino_per_batch(float_onnx, OV_PRECISIONS[mode])
+            continue
+        from lib.export.quantize import calibration_crops, quantize_file
+        crops = crops if crops is not None else calibration_crops(cfg, args.calib_num)[0]
+        suffix = '.onnx' if INT8_MODES[mode] == 'onnxruntime' else '.xml'
+        report = quantize_file(model, float_onnx, os.path.join(workdir, f'{cfg.MODEL.NAME}_{mode}{suffix}'),
+                               INT8_MODES[mode], crops, threads=threads)
+        print('\n'.join('  ' + line for line in report.summary().splitlines()), flush=True)
+        if INT8_MODES[mode] == 'openvino':
+            runners[mode] = openvino_per_batch(report.path, 'int8')
+        else:
+            from lib.export import create_session, run_session
+            runners[mode] = functools.partial(run_session, create_session(report.path, threads=threads))
+    return runners
+
+
+def evaluate_runner(cfg, run: Callable, batch: int, output_dir: str) -> float:
+    """The primary metric (AP, or PCKh) of `run` (numpy crops -> heatmaps) on cfg's val set, via validate."""
+    from lib.core.function import build_loader, validate
+    from lib.dataset import build_dataset
+    from lib.export.backends import RuntimeNetwork
+    network = RuntimeNetwork(lambda x: np.asarray(run(x)), 'benchmark', 'as timed', 'benchmark', fixed_batch=batch)
+    dataset = build_dataset(cfg, is_train=False)
+    loader = build_loader(cfg, dataset, False)
+    os.makedirs(output_dir, exist_ok=True)
+    metrics, key = validate(cfg, network, loader, dataset, output_dir, torch.device('cpu'))
+    return float(metrics[key])
 
 
 # --- compare: ONNX files side by side --------------------------------------------------------------------
@@ -673,6 +760,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    f'{",".join(DEFAULT_MODES)})')
     p.add_argument('--dynamic-batch', action='store_true', help='one dynamic-batch ONNX file per graph '
                    '(default: a fixed-batch file per batch size, which onnxruntime optimises further)')
+    p.add_argument('--ap', action='store_true', help="also each mode's AP (PCKh) on the config's val set")
+    p.add_argument('--calib-num', type=int, default=300, help='int8 modes: calibration crops from the training set')
 
     p = subcommand('compare', run_compare, 'batch-1 latency of ONNX files side by side (--cfg is not used)')
     timing_args(p, 60.0)
@@ -695,6 +784,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'e.g. tests/data/coco_tiny for real photos')
     p.add_argument('--no-malloc-tuning', action='store_true',
                    help="keep glibc's default malloc thresholds (a loader worker tunes them)")
+    add_video_subcommand(subcommand, sys.modules[__name__])  # tools/benchmark_video.py
     args = parse_args_with_overrides(parser, argv)
     if args.threads is None:
         args.threads = 1 if args.command == 'data' else 2
