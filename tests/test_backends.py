@@ -89,7 +89,7 @@ def test_bf16_on_a_cpu_without_it_is_one_clear_error(files, monkeypatch) -> None
     ('openvino', 'int8', 'pth', 'int8 needs a quantised file'),
     ('torch', 'fp32', 'onnx', 'TEST.BACKEND torch reads PyTorch checkpoints, not this file; TEST.BACKEND onnxruntime or openvino runs it'),
     ('onnxruntime', 'bf16', 'onnx', 'onnxruntime runs fp32, int8'),
-    ('onnxruntime', 'fp32', 'missing', 'no such file'),
+    ('onnxruntime', 'fp32', 'missing', 'weights file not found'),
 ])
 def test_misfits_are_one_clear_error(files, backend, precision, key, message) -> None:
     path = files.get(key, os.path.join(os.path.dirname(files['pth']), 'missing.onnx'))

@@ -88,7 +88,7 @@ def load_network(cfg, path: str, backend: str, precision: str = 'fp32', threads:
     if not path:
         raise BackendError(f'TEST.MODEL_FILE: empty; TEST.BACKEND {backend} needs a model file')
     if not os.path.isfile(path):
-        raise BackendError(f'TEST.MODEL_FILE {path}: no such file')
+        raise BackendError(f'TEST.MODEL_FILE {path}: weights file not found')
     kind = check_model_file(path, backend)
     threads = int(threads or torch.get_num_threads())
     if backend == 'torch':

@@ -39,12 +39,16 @@ class UserError(RuntimeError):
 
 
 class _TqdmStreamHandler(logging.StreamHandler):
-    """Console lines written through tqdm, so they do not tear an active progress bar."""
+    """Console lines written through tqdm, so they do not tear an active progress bar.
+
+    The stream is the current sys.stdout at each line, not the one of the create_logger call: a caller
+    that swaps stdout later (pytest's capture, a notebook, a redirect) gets the lines, and a closed old
+    stream never turns a log line into a 'Logging error' traceback."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(self.format(record), file=sys.stdout)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 
@@ -91,7 +95,7 @@ def create_logger(cfg, phase: str = 'train', name: str = 'litehrnet') -> tuple[l
         file_handler = logging.FileHandler(log_file)
     except OSError as err:  # PermissionError, a read-only file system, a file where a folder should be
         raise UserError(f'{folder}: not writable ({err.strerror or err})') from None
-    _attach(loggers, [file_handler, _TqdmStreamHandler(sys.stdout)], logging.INFO)
+    _attach(loggers, [file_handler, _TqdmStreamHandler()], logging.INFO)
     loggers[0].info('log file: %s', log_file)
     return loggers[0], output_dir, tb_log_dir
 
