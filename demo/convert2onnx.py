@@ -1,7 +1,9 @@
-"""Export a Lite-HRNet model to ONNX and prove the file computes what PyTorch computes.
+"""Export a Lite-HRNet model to ONNX or OpenVINO (float32 or int8) and prove the file computes what PyTorch computes.
 
     python demo/convert2onnx.py --cfg experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml \\
         TEST.MODEL_FILE litehrnet_18_coco_256x192.pth --output litehrnet_18.onnx --dynamic-batch
+    ... --format openvino --output litehrnet_18.xml                 # OpenVINO IR (.xml + .bin), float32
+    ... --format openvino --precision int8 --output litehrnet_18_int8.xml    # calibrated on the config's train set
 
 Steps: build the model of the config and load TEST.MODEL_FILE (ours or an official mmpose
 checkpoint); turn it into its deploy form (`--graph deploy`, the default: BatchNorm folded, blocks
@@ -10,10 +12,12 @@ or to --channel-block, see lib/export/deploy.py; faster in onnxruntime) or keep 
 (`--graph plain`: the 'export' kernels, constant sizes, optionally `--fold-bn`; or `--graph official`:
 the 'official' kernels, sizes read at run time: the export users know, as a baseline); export with the TorchScript
 exporter (input 'input' N x 3 x H x W float32, normalised crops; output 'heatmaps'
-N x K x H/4 x W/4); run onnx.checker; run the file in onnxruntime on random
-batches and on a real person crop (a tests/data/coco_tiny image, or --image, or a synthetic
-image when neither exists) and print the max |onnxruntime - PyTorch|. Exit status 1 when that
-exceeds --atol (default 1e-4), 2 on bad arguments or files, checked before the export: an --opset
+N x K x H/4 x W/4); run onnx.checker; with --format openvino convert it to OpenVINO IR (float32 weights);
+run the file (onnxruntime, or OpenVINO in float32) on random batches and on a real person crop (a
+tests/data/coco_tiny image, or --image, or a synthetic image when neither exists) and compare it with
+the PyTorch model in float64: it passes when its error is at most --factor (default 4) times PyTorch
+float32's own error on that input, plus --atol (default 1e-6). Exit status 1 when it fails, 2 on bad
+arguments or files, checked before the export: an --opset
 below 11 (the first whose Resize does bilinear upsampling with align_corners), an --output that is a
 folder or sits in a missing or read-only folder.
 """
@@ -23,6 +27,7 @@ import argparse
 import glob
 import os
 import sys
+import tempfile
 
 import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import cv2
@@ -32,7 +37,7 @@ from lib.config import ConfigError, load_config
 from lib.core.inference import PoseEstimator
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
-from lib.export import DEFAULT_ATOL, DEFAULT_OPSET, GRAPHS, export_and_check
+from lib.export import DEFAULT_ATOL, DEFAULT_FACTOR, DEFAULT_OPSET, GRAPHS, export_and_check
 from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
 
 SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
@@ -55,15 +60,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         '(the deploy graph always does)')
     parser.add_argument('--image', default='', help='real image for the parity check (default: a coco_tiny '
                         'image from tests/data when present, else a synthetic image)')
-    parser.add_argument('--atol', type=float, default=DEFAULT_ATOL, help='largest accepted difference')
+    parser.add_argument('--format', choices=('onnx', 'openvino'), default='onnx', help='onnx (default): a .onnx '
+                        'file for onnxruntime (or any ONNX runtime); openvino: OpenVINO IR, --output ending in .xml')
+    parser.add_argument('--precision', choices=('fp32', 'int8'), default='fp32', help='int8: post-training static '
+                        'quantisation (onnxruntime QDQ or OpenVINO/NNCF) calibrated on --calib-num crops, the most '
+                        'sensitive layers kept in float (listed in the report); checked by heatmap-peak agreement')
+    parser.add_argument('--calib-dir', default='', help='int8: a folder of person images (each taken whole as one '
+                        'person box) to calibrate on (default: the config\'s training set, ground-truth boxes)')
+    parser.add_argument('--calib-num', type=int, default=300, help='int8: number of calibration crops (default 300)')
+    parser.add_argument('--float-layers', default='auto', help='int8: how many of the most sensitive layers stay in '
+                        'float: a number, or auto (default)')
+    parser.add_argument('--factor', type=float, default=DEFAULT_FACTOR, help='float parity: accepted multiple of '
+                        'PyTorch float32\'s own error against float64 (default %(default)g)')
+    parser.add_argument('--atol', type=float, default=DEFAULT_ATOL, help='float parity: absolute floor added to '
+                        'the tolerance (default %(default)g)')
     parser.add_argument('--threads', type=int, default=2, help='onnxruntime intra-op threads')
     return parse_args_with_overrides(parser, argv)
 
 
-def default_output(cfg) -> str:
-    if cfg.TEST.MODEL_FILE:
-        return os.path.splitext(cfg.TEST.MODEL_FILE)[0] + '.onnx'
-    return f'{cfg.CFG_NAME or cfg.MODEL.NAME}_random.onnx'
+def default_output(cfg, fmt: str = 'onnx', precision: str = 'fp32') -> str:
+    stem = os.path.splitext(cfg.TEST.MODEL_FILE)[0] if cfg.TEST.MODEL_FILE else f'{cfg.CFG_NAME or cfg.MODEL.NAME}_random'
+    return stem + ('_int8' if precision == 'int8' else '') + ('.xml' if fmt == 'openvino' else '.onnx')
 
 
 def load_test_image(path: str) -> tuple[str, np.ndarray]:
@@ -98,15 +115,29 @@ def parity_inputs(estimator: PoseEstimator, image_desc: str, image: np.ndarray,
     return inputs
 
 
+def check_format_args(args: argparse.Namespace, output: str) -> None:
+    if args.format == 'openvino' and not output.lower().endswith('.xml'):
+        raise ValueError(f'--output {output}: --format openvino writes OpenVINO IR, a file name ending in .xml')
+    if args.precision == 'int8' and (args.graph != 'deploy' or not args.dynamic_batch):
+        raise ValueError('--precision int8 quantises the deploy graph with a dynamic batch: drop --graph and add '
+                         '--dynamic-batch')
+    if args.calib_num < 1:
+        raise ValueError(f'--calib-num must be >= 1, got {args.calib_num}')
+    if args.float_layers != 'auto' and not args.float_layers.isdigit():
+        raise ValueError(f"--float-layers must be a number or 'auto', got '{args.float_layers}'")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_opset(args.opset, '--opset')
         cfg = load_config(args.cfg, args.opts)
-        output = args.output or default_output(cfg)
+        output = args.output or default_output(cfg, args.format, args.precision)
+        check_format_args(args, output)
         # Before the weights are loaded: a path that cannot be written fails in a second, not after the export.
         check_output_file(output, '--output' if args.output else 'output (default: beside the weights)')
-        estimator = PoseEstimator(cfg)  # loads TEST.MODEL_FILE; warns when it is empty (random weights)
+        # The PyTorch model whatever TEST.BACKEND says: it is what the file is made from and checked against.
+        estimator = PoseEstimator(cfg, backend='torch', precision='fp32')  # warns when TEST.MODEL_FILE is empty
         image_desc, image = load_test_image(args.image)
     except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
@@ -114,13 +145,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f'model {cfg.MODEL.NAME}, input {cfg.MODEL.IMAGE_SIZE[0]}x{cfg.MODEL.IMAGE_SIZE[1]} (WxH), '
           f'weights: {estimator.weights_source}')
     inputs = parity_inputs(estimator, image_desc, image, args.dynamic_batch)
-    try:
-        report = export_and_check(estimator.model, output, estimator.image_size, inputs, opset=args.opset,
-                                  dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
-                                  threads=args.threads, graph=args.graph, channel_block=args.channel_block)
-    except ValueError as err:  # an option this model or graph cannot honour
+    with tempfile.TemporaryDirectory() as folder:
+        # The ONNX graph is the output itself, or (OpenVINO, int8) the float graph the output is made from.
+        onnx_path = output if args.format == 'onnx' and args.precision == 'fp32' else os.path.join(folder, 'float.onnx')
+        openvino_path = output if args.format == 'openvino' and args.precision == 'fp32' else None
+        try:
+            report = export_and_check(estimator.model, onnx_path, estimator.image_size, inputs, opset=args.opset,
+                                      dynamic_batch=args.dynamic_batch, fold_bn=args.fold_bn, atol=args.atol,
+                                      threads=args.threads, graph=args.graph, channel_block=args.channel_block,
+                                      factor=args.factor, openvino_path=openvino_path)
+        except ValueError as err:  # an option this model or graph cannot honour
+            print(f'error: {err}', file=sys.stderr)
+            return 2
+        print(report.summary())
+        if not report.passed or args.precision == 'fp32':
+            return 0 if report.passed else 1
+        return write_int8(args, cfg, estimator, onnx_path, output)
+
+
+def write_int8(args: argparse.Namespace, cfg, estimator: PoseEstimator, float_onnx: str, output: str) -> int:
+    """Quantise the checked float graph for --format's runtime; print the report (exit 1 when it fails)."""
+    from lib.export.quantize import DEFAULT_HOLDOUT, calibration_crops, quantize_file
+    try:  # --calib-num crops to calibrate on, and as many again up to DEFAULT_HOLDOUT to check the file on
+        crops, source = calibration_crops(cfg, args.calib_num + min(DEFAULT_HOLDOUT, args.calib_num // 3),
+                                          calib_dir=args.calib_dir or None)
+    except (FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
+    float_layers = args.float_layers if args.float_layers == 'auto' else int(args.float_layers)
+    report = quantize_file(estimator.model, float_onnx, output, 'onnxruntime' if args.format == 'onnx' else 'openvino',
+                           crops, calib_source=source, float_layers=float_layers, threads=args.threads)
     print(report.summary())
     return 0 if report.passed else 1
 

@@ -434,19 +434,13 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
     float_onnx = export_onnx(to_deploy(model), os.path.join(workdir, f'{cfg.MODEL.NAME}_deploy_dyn.onnx'),
                              (width, height), dynamic_batch=True)
 
-    def openvino_per_batch(path: str, precision: str) -> Callable:
-        compiled = {}
-        for n in (1, args.batch):
-            network = ov.Core().read_model(path)
-            network.reshape([n, 3, height, width])
-            compiled[n] = compile_for_cpu(network, precision, threads)
-        return lambda x: compiled[len(x)](x) if len(x) in compiled else np.concatenate(
-            [compiled[1](x[i:i + 1]) for i in range(len(x))])
+    def openvino(path: str, precision: str) -> Callable:  # one static-shape compilation per batch size
+        return compile_for_cpu(ov.Core().read_model(path), precision, threads)
 
     runners, crops = {}, None
     for mode in modes:
         if mode in OV_PRECISIONS:
-            runners[mode] = openvino_per_batch(float_onnx, OV_PRECISIONS[mode])
+            runners[mode] = openvino(float_onnx, OV_PRECISIONS[mode])
             continue
         from lib.export.quantize import calibration_crops, quantize_file
         crops = crops if crops is not None else calibration_crops(cfg, args.calib_num)[0]
@@ -455,7 +449,7 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
                                INT8_MODES[mode], crops, threads=threads)
         print('\n'.join('  ' + line for line in report.summary().splitlines()), flush=True)
         if INT8_MODES[mode] == 'openvino':
-            runners[mode] = openvino_per_batch(report.path, 'int8')
+            runners[mode] = openvino(report.path, 'int8')
         else:
             from lib.export import create_session, run_session
             runners[mode] = functools.partial(run_session, create_session(report.path, threads=threads))
