@@ -55,7 +55,9 @@ from benchmark_video import add_video_subcommand  # tools/benchmark_video.py: th
 
 DEFAULT_CFG = os.path.join(_init_paths.REPO_ROOT, 'experiments/coco/lite_hrnet/lite_hrnet_18_256x192.yaml')
 AGREEMENT_RTOL = 1e-4  # max |heatmap difference| / max |heatmap| accepted between implementations
-# Reduced precision computes something else on purpose (judged by AP, --ap): only a gross slip stops the run.
+# bf16 computes something else on purpose (judged by AP, --ap): only a gross slip stops the run. int8 modes are
+# checked by their quantisation report instead (heatmap peaks within 1 px of float on held-out crops): a max
+# |difference| says little about int8, whose peaks can agree while a few pixels differ by half the range.
 LOW_PRECISION_RTOL = 0.25
 
 
@@ -83,8 +85,8 @@ def realistic_model(cfg) -> tuple[torch.nn.Module, str]:
 
 def check_agreement(nets: dict[str, Callable], reference: str, x) -> dict[str, float]:
     """Max |heatmap difference| of each net vs `reference` on x, relative to max |reference heatmap|;
-    prints them and exits with status 1 if any exceeds AGREEMENT_RTOL (LOW_PRECISION_RTOL for bf16 and int8
-    modes). Nets return tensors or arrays."""
+    prints them and exits with status 1 if any exceeds AGREEMENT_RTOL (LOW_PRECISION_RTOL for bf16 modes, no
+    limit for int8 modes). Nets return tensors or arrays."""
     with torch.inference_mode():
         out = {name: torch.as_tensor(net(x)).float() for name, net in nets.items()}
     scale = max(out[reference].abs().max().item(), 1e-12)
@@ -92,9 +94,9 @@ def check_agreement(nets: dict[str, Callable], reference: str, x) -> dict[str, f
     for name, diff in rel.items():
         print(f'check: max |heatmap diff| {name} vs {reference}: {diff * scale:.2e} '
               f'({diff:.1e} of max |heatmap| {scale:.3g})', flush=True)
-    low_precision = lambda name: name.endswith(('bf16', 'int8'))  # noqa: E731
-    bad = {name: diff for name, diff in rel.items()
-           if not diff <= (LOW_PRECISION_RTOL if low_precision(name) else AGREEMENT_RTOL)}
+    limit = {name: math.inf if name.endswith('int8') else LOW_PRECISION_RTOL if name.endswith('bf16')
+             else AGREEMENT_RTOL for name in rel}
+    bad = {name: diff for name, diff in rel.items() if not diff <= limit[name]}
     if bad:
         raise SystemExit(f'error: heatmaps disagree beyond {AGREEMENT_RTOL:g} (relative): {bad}; '
                          'the timings would compare different computations')
