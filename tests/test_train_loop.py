@@ -152,3 +152,47 @@ def test_a_training_set_smaller_than_one_batch_is_an_error(synthetic_tiny):
     with pytest.raises(UserError, match=r'9 sample\(s\), 5 per process, .*BATCH_SIZE_PER_GPU 6'):  # 2 processes
         build_loader(tiny_loader_cfg(synthetic_tiny, batch=6), dataset, train=True, world_size=2)
     build_loader(tiny_loader_cfg(synthetic_tiny, batch=64), dataset, train=False)  # testing: any batch
+
+
+@pytest.mark.parametrize('amp, dtype, device, expected', [
+    (False, 'bfloat16', 'cpu', None),
+    (True, 'bfloat16', 'cpu', torch.bfloat16),  # bfloat16 autocast runs on CPUs
+    (True, 'float16', 'cpu', None),  # float16 autocast with loss scaling is CUDA's
+])
+def test_amp_dtype(amp, dtype, device, expected):
+    cfg = load_config(None, ['TRAIN.AMP', str(amp), 'TRAIN.AMP_DTYPE', dtype])
+    assert function.amp_dtype(cfg, torch.device(device)) is expected
+
+
+def train_toy(amp: bool) -> tuple[float, float, list]:
+    """(loss before, loss after 20 steps, forward output dtypes) of the toy net, with or without bf16 autocast."""
+    seen = []
+
+    class Recording(ToyPoseNet):
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(out.dtype)
+            return out
+
+    torch.manual_seed(0)
+    cfg = load_config(None, ['TRAIN.AMP', str(amp), 'TRAIN.AMP_DTYPE', 'bfloat16', 'TRAIN.WARMUP_ITERS', '0'])
+    model = Recording()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    criterion, batches = JointsMSELoss(), toy_batches(20)
+
+    @torch.no_grad()
+    def loss() -> float:
+        return float(criterion(model(batches[0][0]).float(), batches[0][1], batches[0][2]))
+    before = loss()
+    train_one_epoch(cfg, model, batches, criterion, optimizer, torch.amp.GradScaler('cpu', enabled=False), epoch=0,
+                    iteration=0, iters_per_epoch=20, device=torch.device('cpu'))
+    return before, loss(), seen[1:21]
+
+
+def test_bfloat16_autocast_trains_without_loss_scaling():
+    """TRAIN.AMP_DTYPE bfloat16: the training forward runs in bfloat16 (the loss in float32), no scaler, and
+    the steps follow float32's: the loss falls by as much."""
+    before, after_bf16, dtypes = train_toy(amp=True)
+    _, after_fp32, fp32_dtypes = train_toy(amp=False)
+    assert dtypes == [torch.bfloat16] * 20 and fp32_dtypes == [torch.float32] * 20
+    assert after_fp32 < before and after_bf16 == pytest.approx(after_fp32, rel=0.02)

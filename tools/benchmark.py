@@ -565,7 +565,7 @@ def run_train(args: argparse.Namespace) -> int:
     the run: real epochs are long, and workers restarting would be charged to the wait)."""
     from torch.utils.data import Subset
 
-    from lib.core.function import build_loader, train_one_epoch
+    from lib.core.function import amp_dtype, build_loader, train_one_epoch
     from lib.core.loss import build_loss
     from train import build_optimizer  # tools/train.py: the optimizer training uses
 
@@ -579,11 +579,13 @@ def run_train(args: argparse.Namespace) -> int:
         ours, _ = realistic_model(cfg)
         models = {'official': ours.with_kernels('official'), 'ours': ours}  # train_one_epoch sets train mode
         criterion = build_loss(cfg).to(device)
-        amp = cfg.TRAIN.AMP and device.type == 'cuda'
+        dtype = amp_dtype(cfg, device)
+        amp = dtype is not None
         feeds, passes = {}, {}
         for name, model in models.items():
             model.to(device)
-            optimizer, scaler = build_optimizer(cfg, model), torch.amp.GradScaler(device.type, enabled=amp)
+            optimizer = build_optimizer(cfg, model)
+            scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
             feeds[name] = TimedBatches(source, args.iters)
             state = {'iteration': 0}
 
@@ -608,7 +610,7 @@ def run_train(args: argparse.Namespace) -> int:
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} thread(s)'
     print(f'\n{cfg.MODEL.NAME} {cfg.MODEL.IMAGE_SIZE[1]}x{cfg.MODEL.IMAGE_SIZE[0]}, batch {args.batch}, '
           f'{timing.rounds} timed passes of {args.iters} iterations each, {cfg.WORKERS} loader worker(s), {where}, '
-          f'AMP {amp}; data: {data_desc}')
+          f'AMP {cfg.TRAIN.AMP_DTYPE if amp else "off"}; data: {data_desc}')
     print_table(['forward order', 'train samples/s', 'waiting for data', 'speed-up over official'],
                 [[name, f"{r['samples_per_s']:.1f}", f"{r['data_wait_share']:.0%}", f"{r['speedup']:.2f}x"]
                  for name, r in results.items()])

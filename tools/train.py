@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lib.config import load_config, output_dirs
 from lib.core.compile import compile_model
-from lib.core.function import NonFiniteLossError, build_loader, train_one_epoch, validate
+from lib.core.function import NonFiniteLossError, amp_dtype, build_loader, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
@@ -142,9 +142,10 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
     model.to(device)
     if cfg.TRAIN.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
-    amp = cfg.TRAIN.AMP and device.type == 'cuda'
-    if cfg.TRAIN.AMP and not amp:
-        logger.warning('TRAIN.AMP needs CUDA; training in float32 on %s', device)
+    dtype = amp_dtype(cfg, device)
+    if cfg.TRAIN.AMP and dtype is None:
+        logger.warning('TRAIN.AMP with TRAIN.AMP_DTYPE %s cannot run on %s; training in float32%s', cfg.TRAIN.AMP_DTYPE,
+                       device, " (TRAIN.AMP_DTYPE bfloat16 runs on CPUs)" if device.type == 'cpu' else '')
 
     train_set = build_dataset(cfg, is_train=True)
     val_set = build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TRAIN.VAL_USE_GT_BBOX)
@@ -158,7 +159,7 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
 
     criterion = build_loss(cfg)
     optimizer = build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bfloat16 needs no loss scaling
     start_epoch, iteration = cfg.TRAIN.BEGIN_EPOCH, cfg.TRAIN.BEGIN_EPOCH * iters_per_epoch
     best_perf, best_epoch, saved_epoch = -float('inf'), -1, None
     ckpt_path = os.path.join(output_dir, 'checkpoint.pth')

@@ -99,7 +99,10 @@ _C.TRAIN.BEGIN_EPOCH = 0
 _C.TRAIN.END_EPOCH = 210
 _C.TRAIN.BATCH_SIZE_PER_GPU = 64  # per process
 _C.TRAIN.SHUFFLE = True
-_C.TRAIN.AMP = False  # CUDA mixed precision for the training forward (loss in fp32; validation runs fp32)
+_C.TRAIN.AMP = False  # mixed precision for the training forward (loss in fp32; validation runs fp32)
+# TRAIN.AMP's autocast type (lib.core.function.amp_dtype): 'float16' (CUDA only, with loss scaling) or 'bfloat16'
+# (float32's exponent range, so no loss scaling; CUDA with bf16 support, or a CPU: fast with AMX).
+_C.TRAIN.AMP_DTYPE = 'float16'
 _C.TRAIN.CHANNELS_LAST = False  # channels_last memory format for training and the validation run inside it
 # torch.compile the training model block by block (lib/core/compile.py; eager with one warning without
 # a C++ compiler). Off: not yet measured at full size (at 64x64 a cached first step takes ~8 s and the
@@ -168,6 +171,7 @@ RANGES = {
     'DATASET.PROB_BOX_JITTER': '[0, 1]',
     'DATASET.BOX_JITTER_FACTOR': '>= 0',
     'TRAIN.OPTIMIZER': ('adam', 'adamw', 'sgd'),
+    'TRAIN.AMP_DTYPE': ('float16', 'bfloat16'),
     'TRAIN.LR': '> 0',
     'TRAIN.LR_SCHEDULE': ('step', 'cosine'),
     'TRAIN.LR_FACTOR': '> 0',

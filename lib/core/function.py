@@ -34,7 +34,7 @@ from lib.evaluation.pck import accuracy_on_device
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process
 from lib.utils.logger import EXIT_FAILED, UserError
 
-__all__ = ['NonFiniteLossError', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference', 'validate']
+__all__ = ['NonFiniteLossError', 'amp_dtype', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference', 'validate']
 
 logger = logging.getLogger('litehrnet')
 
@@ -49,6 +49,21 @@ class NonFiniteLossError(UserError):
     """The training loss became NaN or infinite; the run stops before writing any checkpoint."""
 
     exit_code = EXIT_FAILED
+
+
+def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The autocast type of the training forward on `device`, or None for float32.
+
+    TRAIN.AMP with TRAIN.AMP_DTYPE 'float16' runs on CUDA only and needs loss scaling (the GradScaler is
+    enabled exactly when this returns torch.float16); 'bfloat16' keeps float32's exponent range, so its
+    gradients need no scaling, and runs on CUDA devices that support it and on CPUs.
+    """
+    if not cfg.TRAIN.AMP:
+        return None
+    if cfg.TRAIN.AMP_DTYPE == 'bfloat16':
+        supported = device.type == 'cpu' or (device.type == 'cuda' and torch.cuda.is_bf16_supported())
+        return torch.bfloat16 if supported else None
+    return torch.float16 if device.type == 'cuda' else None
 
 
 def build_loader(cfg, dataset, train: bool, world_size: int = 1, rank: int = 0) -> DataLoader:
@@ -114,7 +129,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
     included), this step's value and the epoch's running mean.
     """
     model.train()
-    amp = scaler.is_enabled()
+    dtype = amp_dtype(cfg, device)
     world = get_world_size()
     # float64 sums of (loss x samples, accuracy x samples) over the steps since the last read
     window = torch.zeros(2, dtype=torch.float64, device=device)
@@ -135,7 +150,7 @@ def train_one_epoch(cfg, model: nn.Module, loader, criterion: nn.Module, optimiz
         target = target.to(device, non_blocking=True)
         target_weight = target_weight.to(device, non_blocking=True)
 
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             output = model(images)
         loss = criterion(output.float(), target, target_weight)  # fp32 loss even under AMP
         optimizer.zero_grad(set_to_none=True)
