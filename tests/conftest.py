@@ -56,25 +56,32 @@ def realistic_model(name: str, seed: int = 0):
     return model
 
 
-# --- training/test tools (TRAIN helper) ------------------------------------------------------------------
+# --- the command-line scripts (tools/, demo/) imported in-process -------------------------------------------
 TOOLS_DIR = os.path.join(REPO_ROOT, 'tools')
 
 
-def load_tool(name: str):
-    """Import tools/<name>.py as module 'tools_<name>' (tools/ goes on sys.path for its `import _init_paths`).
+def load_script(folder: str, name: str):
+    """Import <folder>/<name>.py (folder 'tools' or 'demo') once, as module '<folder>_<name>', with the folder on
+    sys.path for its `import _init_paths`; its main(argv) returns the exit status.
 
     A plain `import test` would find Python's own `test` package, hence the explicit file import.
     """
     import importlib.util
-    if TOOLS_DIR not in sys.path:
-        sys.path.insert(0, TOOLS_DIR)
-    module_name = f'tools_{name}'
+    directory = os.path.join(REPO_ROOT, folder)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module_name = f'{folder}_{name}'
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(TOOLS_DIR, f'{name}.py'))
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(directory, f'{name}.py'))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[module_name] = module
     return sys.modules[module_name]
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module (`load_script`)."""
+    return load_script('tools', name)
 
 
 @pytest.fixture(scope='session')

@@ -6,15 +6,14 @@ lands, what the JSON holds), not pose quality.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import load_script
 from lib.dataset.transforms import box_to_center_scale
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -25,13 +24,7 @@ IMAGE_ID = 40083
 
 
 def demo_main(argv: list[str]) -> int:
-    demo_dir = os.path.join(REPO_ROOT, 'demo')
-    if demo_dir not in sys.path:
-        sys.path.insert(0, demo_dir)
-    spec = importlib.util.spec_from_file_location('demo_demo', os.path.join(demo_dir, 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return load_script('demo', 'demo').main(argv)
 
 
 @pytest.fixture

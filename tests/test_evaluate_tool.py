@@ -1,5 +1,4 @@
 """tools/evaluate.py end to end: --out keys and values, input formats, and one-line errors for bad input."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from conftest import COCO_TINY, MPII_TINY, REPO_ROOT
+from conftest import COCO_TINY, MPII_TINY, REPO_ROOT, load_tool
 
 TOOL = os.path.join(REPO_ROOT, 'tools', 'evaluate.py')
 COCO_KEYS = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl']
@@ -18,12 +17,8 @@ MPII_KEYS = ['Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle', 'Mean
 
 @pytest.fixture(scope='module')
 def tool():
-    """The tool imported in-process (its main() returns the exit code), tools/ on sys.path for _init_paths."""
-    sys.path.insert(0, os.path.dirname(TOOL))
-    spec = importlib.util.spec_from_file_location('evaluate_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The tool imported in-process (its main() returns the exit code)."""
+    return load_tool('evaluate')
 
 
 @pytest.fixture

@@ -8,16 +8,14 @@ make every output ~0 and the comparison vacuous) and BN folding changes the numb
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SMALL_INPUT, realistic_model
+from conftest import SMALL_INPUT, load_script, realistic_model
 from lib.utils.checkpoint import save_atomic
 from lib.export import ExportReport, Parity, export_and_check, parity_errors
 
@@ -33,18 +31,6 @@ PORTABLE_OPS = {
     'Flatten', 'Gather', 'GlobalAveragePool', 'Identity', 'Mul', 'Relu', 'Reshape', 'Resize', 'Shape',
     'Sigmoid', 'Slice', 'Split', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where',
 }
-
-
-def load_script(name: str):
-    """Import demo/<name>.py as a module (its `import _init_paths` needs demo/ on sys.path)."""
-    demo_dir = os.path.join(REPO_ROOT, 'demo')
-    if demo_dir not in sys.path:
-        sys.path.insert(0, demo_dir)
-    path = os.path.join(demo_dir, f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'demo_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_portable(report: ExportReport) -> None:
@@ -77,7 +63,7 @@ def test_convert2onnx_official_checkpoint_folded(reference_dir, tmp_path, capsys
     """Official Lite-HRNet-18 weights, BN folded, dynamic batch, checked on random + real inputs."""
     weights = os.path.join(reference_dir, 'litehrnet_18_coco_256x192.pth')
     out = tmp_path / 'lhr18.onnx'
-    status = load_script('convert2onnx').main(['--cfg', LHR18_YAML, 'TEST.MODEL_FILE', weights, '--output', str(out),
+    status = load_script('demo', 'convert2onnx').main(['--cfg', LHR18_YAML, 'TEST.MODEL_FILE', weights, '--output', str(out),
                                                '--dynamic-batch', '--fold-bn', '--threads', '1', *SMALL_INPUT])
     text = capsys.readouterr().out
     assert status == 0, text
@@ -91,7 +77,7 @@ def test_convert2onnx_our_checkpoint(tmp_path, capsys) -> None:
     model = realistic_model('naive_litehrnet_18', seed=1)
     weights = tmp_path / 'ours.pth'
     save_atomic({'model': model.state_dict(), 'epoch': 3}, weights)
-    status = load_script('convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(weights),
+    status = load_script('demo', 'convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(weights),
                                                '--dynamic-batch', '--threads', '1', *SMALL_INPUT])
     text = capsys.readouterr().out
     assert status == 0, text
@@ -100,7 +86,7 @@ def test_convert2onnx_our_checkpoint(tmp_path, capsys) -> None:
 
 
 def test_convert2onnx_reports_bad_weights(tmp_path, capsys) -> None:
-    status = load_script('convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(tmp_path / 'none.pth')])
+    status = load_script('demo', 'convert2onnx').main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', str(tmp_path / 'none.pth')])
     err = capsys.readouterr().err
     assert status == 2
     assert 'not found' in err and 'none.pth' in err and 'Traceback' not in err
@@ -158,7 +144,7 @@ def test_convert2onnx_rejects_bad_opset_and_output_before_exporting(tmp_path, ca
     """Each check runs before the weights are read: TEST.MODEL_FILE names a missing file, yet the error
     is about the option."""
     missing = str(tmp_path / 'none.pth')
-    main = load_script('convert2onnx').main
+    main = load_script('demo', 'convert2onnx').main
 
     def error_of(*argv: str) -> str:
         assert main(['--cfg', NAIVE_YAML, 'TEST.MODEL_FILE', missing, *argv]) == 2

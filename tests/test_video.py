@@ -8,10 +8,8 @@ mean nothing) at 128x96 without the flip test; they check the plumbing, not pose
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -19,7 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import REFERENCE_CHECKPOINT, REPO_ROOT, SMALL_INPUT, load_tool
+from conftest import REFERENCE_CHECKPOINT, REPO_ROOT, SMALL_INPUT, load_script, load_tool
 from lib.dataset.metainfo import COCO
 from lib.video.capture import MAX_CONSECUTIVE_FAILURES, FrameReader
 from lib.video.detector import (DetectorFileError, OnnxPersonDetector, ResizeTransform, box_iou,
@@ -36,13 +34,7 @@ MODEL = ['--cfg', CFG, 'TEST.MODEL_FILE', REFERENCE_CHECKPOINT, 'TEST.FLIP_TEST'
 
 @pytest.fixture(scope='module')
 def demo():
-    demo_dir = os.path.join(REPO_ROOT, 'demo')
-    if demo_dir not in sys.path:
-        sys.path.insert(0, demo_dir)
-    spec = importlib.util.spec_from_file_location('demo_demo_video', os.path.join(demo_dir, 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('demo', 'demo')
 
 
 @pytest.fixture(scope='module')
