@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import torch

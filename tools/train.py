@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import _init_paths  # noqa: F401  (puts the repository root on sys.path)
 import numpy as np

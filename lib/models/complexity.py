@@ -21,7 +21,6 @@ of the branch-0 fuse paths that the official forward performs.
 """
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
