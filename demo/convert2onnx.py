@@ -37,6 +37,7 @@ from lib.config import ConfigError, load_config
 from lib.core.inference import PoseEstimator
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
+from lib.utils.logger import UserError
 from lib.export import DEFAULT_ATOL, DEFAULT_FACTOR, DEFAULT_OPSET, GRAPHS, export_and_check
 from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         # The PyTorch model whatever TEST.BACKEND says: it is what the file is made from and checked against.
         estimator = PoseEstimator(cfg, backend='torch', precision='fp32')  # warns when TEST.MODEL_FILE is empty
         image_desc, image = load_test_image(args.image)
-    except (ConfigError, CheckpointError, FileNotFoundError, KeyError, ValueError) as err:
+    except (ConfigError, CheckpointError, UserError, FileNotFoundError, KeyError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     print(f'model {cfg.MODEL.NAME}, input {cfg.MODEL.IMAGE_SIZE[0]}x{cfg.MODEL.IMAGE_SIZE[1]} (WxH), '
