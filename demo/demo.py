@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from lib.config import ConfigError, load_config
 from lib.core.inference import PoseEstimator
+from lib.dataset import IMAGE_EXTENSIONS
 from lib.utils.checkpoint import CheckpointError
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.logger import UserError
@@ -52,7 +53,6 @@ from lib.video.pipeline import RunningRate, VideoPoseRunner
 from lib.video.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF
 from lib.video.tracking import PoseTracker
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 logger = logging.getLogger('demo')
 
 

@@ -146,6 +146,10 @@ _C.TEST.BACKEND = 'torch'
 _C.TEST.PRECISION = 'fp32'
 
 # ---------------------------------------------------------------------------------------------
+# The precisions each TEST.BACKEND runs (lib/export/backends.py; a rule in lib/config): onnxruntime's CPU
+# kernels have no bfloat16 convolutions; PyTorch int8/bf16 are not offered (export to a runtime instead).
+BACKEND_PRECISIONS = {'torch': ('fp32',), 'onnxruntime': ('fp32', 'int8'), 'openvino': ('fp32', 'bf16', 'int8')}
+
 # Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work
 # instead of after an epoch. A key not listed takes any value of its default's type. Forms: '>= 1',
 # '> 0', '[0, 1]' (closed), '[0, 1)' (half-open), or a tuple of the allowed strings. For a list key the
@@ -192,13 +196,10 @@ RANGES = {
     'TEST.IMAGE_THRE': '[0, 1]',
     'TEST.IN_VIS_THRE': '[0, 1]',
     'TEST.OKS_THRE': '[0, 1]',
-    'TEST.BACKEND': ('torch', 'onnxruntime', 'openvino'),
+    'TEST.BACKEND': tuple(BACKEND_PRECISIONS),
     'TEST.PRECISION': ('fp32', 'bf16', 'int8'),
 }
 
-# The precisions each TEST.BACKEND runs (lib/export/backends.py; a rule in lib/config): onnxruntime's CPU
-# kernels have no bfloat16 convolutions; PyTorch int8/bf16 are not offered (export to a runtime instead).
-BACKEND_PRECISIONS = {'torch': ('fp32',), 'onnxruntime': ('fp32', 'int8'), 'openvino': ('fp32', 'bf16', 'int8')}
 
 # The item type of list keys whose default is empty (a non-empty default's items give theirs).
 LIST_ITEM_TYPES = {

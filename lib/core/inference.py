@@ -27,7 +27,7 @@ from torch import nn
 
 from lib.codecs import MSRAHeatmap, build_codec, flip_back
 from lib.dataset.metainfo import check_num_joints, get_metainfo
-from lib.dataset.transforms import box_to_center_scale, heatmap_to_image_coords, normalize_image, warp_crop
+from lib.dataset.transforms import box_to_center_scale, heatmap_to_image_coords, person_crop
 
 __all__ = ['PoseEstimator', 'predict_keypoints', 'flip_test_heatmaps']
 
@@ -74,17 +74,14 @@ def build_pose_model(cfg, weights: 'None | str | os.PathLike | nn.Module' = None
     """
     if isinstance(weights, nn.Module):
         return weights, f'the given {type(weights).__name__} module'
-    from lib.models import build_model  # imported here: the model table is only needed for this path
-    from lib.utils.checkpoint import load_weights
-
     path = os.fspath(weights) if weights is not None else cfg.TEST.MODEL_FILE
-    model = build_model(cfg)
-    if not path:
-        logger.warning('no weights given (TEST.MODEL_FILE is empty): %s has RANDOM weights, '
-                       'its keypoints are meaningless', cfg.MODEL.NAME)
-        return model, 'random initialisation (no weights file)'
-    load_weights(model, path)
-    return model, path
+    if path:
+        from lib.export.backends import load_network  # the checkpoint loader of every tool
+        return load_network(cfg, path, 'torch'), path
+    from lib.models import build_model  # imported here: the model table is only needed for this path
+    logger.warning('no weights given (TEST.MODEL_FILE is empty): %s has RANDOM weights, '
+                   'its keypoints are meaningless', cfg.MODEL.NAME)
+    return build_model(cfg), 'random initialisation (no weights file)'
 
 
 class PoseEstimator:
@@ -162,8 +159,7 @@ class PoseEstimator:
         scales = np.empty((len(boxes), 2), dtype=np.float32)
         for i, box in enumerate(boxes):
             centers[i], scales[i] = box_to_center_scale(box, self.aspect_ratio)
-            crop = warp_crop(image_bgr, centers[i], scales[i], 0.0, self.image_size)
-            crops[i] = normalize_image(crop, color_rgb=self.color_rgb)
+            crops[i] = person_crop(image_bgr, centers[i], scales[i], self.image_size, self.color_rgb)
         return crops, centers, scales
 
     @torch.no_grad()

@@ -5,12 +5,12 @@ import os
 
 from ..codecs import build_codec
 from .coco import COCODataset
-from .joints_dataset import ImageError, JointsDataset, read_image
+from .joints_dataset import IMAGE_EXTENSIONS, ImageError, JointsDataset, read_image
 from .metainfo import KeypointMeta, check_num_joints, get_metainfo, register_metainfo
 from .mpii import MPIIDataset
 
 __all__ = ['build_dataset', 'dataset_root', 'COCODataset', 'MPIIDataset', 'JointsDataset', 'KeypointMeta',
-           'get_metainfo', 'register_metainfo', 'read_image', 'ImageError', 'DATASETS']
+           'get_metainfo', 'register_metainfo', 'read_image', 'ImageError', 'IMAGE_EXTENSIONS', 'DATASETS']
 
 DATASETS = {'coco': COCODataset, 'mpii': MPIIDataset}
 

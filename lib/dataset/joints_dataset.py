@@ -45,6 +45,10 @@ class ImageError(UserError):
     (and the sample). A UserError, so a tool prints one 'error: ...' line and exits with status 2."""
 
 
+# Image file name endings OpenCV reads that the tools look for in a folder (demo --image DIR, calibration crops).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
 def read_image(path: str, sample: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 BGR image; raises naming the file (and the data set sample) when it is missing
     (FileNotFoundError), unreadable, undecodable or a truncated JPEG (ImageError)."""

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     'PIXEL_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'box_to_center_scale', 'fit_aspect_ratio',
     'get_affine_transform', 'affine_transform_points', 'heatmap_to_image_coords', 'warp_crop',
-    'warp_with_matrix', 'normalize_image',
+    'warp_with_matrix', 'normalize_image', 'person_crop',
     'flip_joints', 'flip_matrix', 'compose_affine', 'half_body_box', 'random_scale_rotation', 'random_box_shift',
 ]
 
@@ -144,6 +144,13 @@ def normalize_image(crop_bgr: np.ndarray, color_rgb: bool = True) -> np.ndarray:
         np.multiply(planes[src], scale[k], out=out[c], dtype=np.float32)
         out[c] -= offset[k]
     return out
+
+
+def person_crop(image_bgr: np.ndarray, center: Sequence[float], scale: Sequence[float], output_size: Sequence[int],
+                color_rgb: bool = True) -> np.ndarray:
+    """The network's (3, H, W) float32 input for one person at test time: the box cut out without rotation
+    (`warp_crop`, output_size (W, H)), normalised (`normalize_image`)."""
+    return normalize_image(warp_crop(image_bgr, center, scale, 0.0, output_size), color_rgb=color_rgb)
 
 
 def flip_joints(joints: np.ndarray, visible: np.ndarray, image_width: int,

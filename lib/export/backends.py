@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.config.default import BACKEND_PRECISIONS
+from lib.config.default import BACKEND_PRECISIONS, RANGES
 from lib.utils.logger import UserError
 
 from .runtime import INPUT_NAME, OUTPUT_NAME, create_session
@@ -34,7 +34,7 @@ __all__ = ['BACKENDS', 'PRECISIONS', 'BackendError', 'RuntimeNetwork', 'check_ba
 logger = logging.getLogger(__name__)
 
 BACKENDS = tuple(BACKEND_PRECISIONS)
-PRECISIONS = ('fp32', 'bf16', 'int8')
+PRECISIONS = RANGES['TEST.PRECISION']
 # Deployed files each runtime reads; any other file is taken for a PyTorch checkpoint (.pth, .pt, ...).
 DEPLOYED_SUFFIXES = {'torch': (), 'onnxruntime': ('.onnx',), 'openvino': ('.xml', '.onnx')}
 # ONNX operators that only quantised graphs hold (QDQ format and the older operator-oriented one).
@@ -107,14 +107,18 @@ def load_network(cfg, path: str, backend: str, precision: str = 'fp32', threads:
 
 
 def _load_file(cfg, path: str, backend: str, precision: str, threads: int, source: str) -> RuntimeNetwork:
-    found = file_precision(path)
+    if backend == 'onnxruntime':
+        _check_precision(source, file_precision(path), precision)
+        return _onnxruntime_network(cfg, path, precision, threads, source)
+    return _openvino_network(cfg, path, precision, threads, source)  # checks the precision of the model it reads
+
+
+def _check_precision(source: str, found: str, precision: str) -> None:
+    """Raise unless TEST.PRECISION says int8 exactly when the file is quantised."""
     if (found == 'int8') != (precision == 'int8'):
         raise BackendError(f'TEST.MODEL_FILE {source}: the file is {"an int8 (quantised)" if found == "int8" else "a float"} '
                            f'model but TEST.PRECISION is {precision}; set TEST.PRECISION {found if found == "int8" else "fp32"}'
                            + ('' if found == 'int8' else ' (or make an int8 file with demo/convert2onnx.py --precision int8)'))
-    if backend == 'onnxruntime':
-        return _onnxruntime_network(cfg, path, precision, threads, source)
-    return _openvino_network(cfg, path, precision, threads, source)
 
 
 def check_backend(backend: str, precision: str) -> None:
@@ -167,7 +171,10 @@ def file_precision(path: str) -> str:
         graph = onnx.load(path, load_external_data=False).graph
         return 'int8' if any(node.op_type in ONNX_INT8_OPS for node in graph.node) else 'fp32'
     import openvino as ov
-    model = ov.Core().read_model(path)
+    return _openvino_precision(ov.Core().read_model(path))
+
+
+def _openvino_precision(model) -> str:
     return 'int8' if any(op.get_type_name() == 'FakeQuantize' for op in model.get_ordered_ops()) else 'fp32'
 
 
@@ -208,8 +215,8 @@ def _openvino_network(cfg, path: str, precision: str, threads: int, source: str)
     if precision not in cpu_precisions():
         raise BackendError(f'TEST.PRECISION {precision}: OpenVINO cannot run it on this CPU (it runs '
                            f'{", ".join(cpu_precisions())}); use TEST.PRECISION fp32')
-    core = ov.Core()
-    model = core.read_model(path)
+    model = ov.Core().read_model(path)
+    _check_precision(source, _openvino_precision(model), precision)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise BackendError(f'TEST.MODEL_FILE {source}: expected one input and one output, got '
                            f'{len(model.inputs)} and {len(model.outputs)}')

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.dataset.transforms import box_to_center_scale, normalize_image, warp_crop
+from lib.dataset import IMAGE_EXTENSIONS
+from lib.dataset.transforms import box_to_center_scale, person_crop
 
 __all__ = ['BACKENDS', 'DEFAULT_NUM_CROPS', 'DEFAULT_HOLDOUT', 'DEFAULT_SHARE', 'DEFAULT_MAX_FLOAT',
            'DEFAULT_MIN_AGREEMENT', 'LayerCost', 'QuantReport', 'calibration_crops', 'layer_sensitivity',
@@ -66,7 +67,6 @@ DEFAULT_MAX_FLOAT = 8
 # for the epoch-0 model (flat heatmaps, the hard case), 5 % with one layer's input crushed. A guard against
 # broken files, not an AP guarantee: measure AP with tools/test.py TEST.BACKEND ... TEST.PRECISION int8.
 DEFAULT_MIN_AGREEMENT = 0.8
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
 
 # --- 1. calibration crops ---------------------------------------------------------------------------------
@@ -106,9 +106,9 @@ def _image_files(folder: str) -> list[str]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'calibration folder {folder}: not a folder')
     files = sorted(p for p in glob.glob(os.path.join(folder, '*'))
-                   if p.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(p))
+                   if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
     if not files:
-        raise ValueError(f'calibration folder {folder}: no images ({", ".join(IMAGE_SUFFIXES)}) in it; it '
+        raise ValueError(f'calibration folder {folder}: no images ({", ".join(IMAGE_EXTENSIONS)}) in it; it '
                          f'should hold person crops, one person per image')
     return files
 
@@ -147,8 +147,7 @@ def _crops(cfg, boxes: list) -> np.ndarray:
             image, image_file = read_image(path), path
         if center is None:
             center, scale = box_to_center_scale((0, 0, image.shape[1], image.shape[0]), width / height)
-        crop = warp_crop(image, center, scale, 0.0, (width, height))
-        crops[i] = normalize_image(crop, color_rgb=bool(cfg.DATASET.COLOR_RGB))
+        crops[i] = person_crop(image, center, scale, (width, height), bool(cfg.DATASET.COLOR_RGB))
     return crops
 
 
