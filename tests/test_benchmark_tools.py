@@ -120,20 +120,22 @@ def test_model_subcommand_fails_when_the_heatmaps_disagree(monkeypatch) -> None:
 @pytest.mark.slow
 def test_inference_subcommand_reports_a_row_per_mode(capsys) -> None:
     tool = load_tool('benchmark')
-    modes = ['bn_folded', 'ort_official']
+    modes = ['bn_folded', 'ort_official', 'official']
     assert tool.main(['inference', '--modes', ','.join(modes), '--batch', '2', *FAST, *TINY]) == 0
     out = capsys.readouterr().out
     report = json_line(out)
-    assert report['baseline'] == 'ort_official' and positive(report['matmul_gflops'])
+    assert report['baseline'] == 'official' and positive(report['matmul_gflops'])  # the PyTorch order wins
     assert [(r['variant'], r['mode']) for r in report['rows']] == [('litehrnet_18', m) for m in modes]
     for row in report['rows']:
         assert positive(row['latency_ms'], row['throughput'], row['gflops'], row['flop_limited_ms'],
                         row['latency_speedup'], row['throughput_speedup']), row
         assert row['check_rel_diff'] <= 1e-4
-    official = report['rows'][1]
+        assert list(row['ready_s']) == ['build', 'b1', 'b2'] and all(v >= 0 for v in row['ready_s'].values())
+    official = report['rows'][2]
     assert official['latency_speedup'] == 1.0 and official['throughput_speedup'] == 1.0
+    assert report['rows'][1]['ready_s']['build'] > report['rows'][2]['ready_s']['build']  # two ONNX exports
     assert report['rows'][0]['gflops'] == pytest.approx(0.397 * (64 * 64) / (256 * 192), rel=0.1)  # true FLOPs ~ area
-    assert '| litehrnet_18 | ort_official |' in out
+    assert '| litehrnet_18 | ort_official |' in out and 'speed-up over official' in out
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.config import load_config
+from lib.config import ConfigError, load_config
 from lib.core import compile as compile_mod
 from lib.core.compile import compile_model, compiled_regions, is_compiled
 from lib.core.inference import PoseEstimator, flip_test_heatmaps
@@ -205,3 +205,20 @@ def test_pose_estimator_compile_defaults_to_the_config(monkeypatch) -> None:
     assert PoseEstimator(cfg, copy.deepcopy(model)).compiled  # compiled lazily: nothing is run here
     assert is_compiled(PoseEstimator(cfg, copy.deepcopy(model), fold_bn=True).model)
     assert not PoseEstimator(cfg, copy.deepcopy(model), compile=False).compiled
+
+
+def test_compile_mode_comes_from_the_config(monkeypatch) -> None:
+    """TEST.COMPILE_MODE reaches torch.compile ('default' as None); a mode torch does not have is refused."""
+    monkeypatch.setattr(compile_mod, 'compiler_available', lambda: (True, 'g++'))
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, **kw: modes.append(kw['mode']))
+    cfg, model = tiny_model()
+    for mode in ('default', 'reduce-overhead'):
+        cfg.defrost()
+        cfg.TEST.COMPILE_MODE = mode
+        cfg.freeze()
+        PoseEstimator(cfg, copy.deepcopy(model), compile=True)
+    regions = len(list(compile_mod.compiled_regions(model)))
+    assert modes == [None] * regions + ['reduce-overhead'] * regions
+    with pytest.raises(ConfigError, match="TEST.COMPILE_MODE"):
+        load_config(None, ['TEST.COMPILE_MODE', 'fast'])

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_tool
 from lib.config import load_config, output_dirs
 from lib.utils.checkpoint import load_checkpoint_file
 from lib.utils.dist import gather_predictions
@@ -103,3 +104,18 @@ def test_torchrun_resumes(ddp_run, synthetic_tiny):
     folder = output_dirs(load_config(CFG, ['OUTPUT_DIR', os.path.join(out, 'output')]))[0]
     state = load_checkpoint_file(os.path.join(folder, 'checkpoint.pth'))
     assert (state['epoch'], state['iteration']) == (3, 6)
+
+
+@pytest.mark.parametrize('world, device, expected', [(1, 'cpu', False), (2, 'cuda', True), (2, 'cpu', 'error')])
+def test_sync_bn_converts_for_several_gpu_processes_only(world, device, expected):
+    from lib.utils.dist import DistInfo
+    from lib.utils.logger import UserError
+    use_sync_bn = load_tool('train').use_sync_bn
+    info = DistInfo(rank=0, local_rank=0, world_size=world, device=torch.device(device))
+    cfg = load_config(None, ['MODEL.SYNC_BN', True])
+    assert use_sync_bn(load_config(None, []), info) is False  # off by default, as the official code
+    if expected == 'error':  # torch's SyncBatchNorm would raise deep inside the first forward
+        with pytest.raises(UserError, match='MODEL.SYNC_BN: .*CUDA tensors only.* 2 processes train on cpu'):
+            use_sync_bn(cfg, info)
+    else:
+        assert use_sync_bn(cfg, info) is expected

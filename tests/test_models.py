@@ -9,7 +9,8 @@ from torch import nn
 
 from lib.config import load_config
 from lib.models import VARIANTS, build_model
-from lib.models.layers import (TwiceUpdatedBatchNorm2d, channel_shuffle, concat_shuffle, multiply_nearest,
+from lib.models.layers import (SyncBatchNorm2d, TwiceUpdatedBatchNorm2d, TwiceUpdatedSyncBatchNorm2d,
+                               convert_sync_batchnorm, channel_shuffle, concat_shuffle, multiply_nearest,
                                pool_to, upsample_nearest)
 from lib.models.litehrnet import CrossResolutionWeighting, LiteHRModule, PoseLiteHRNet, SpatialWeighting
 
@@ -209,6 +210,31 @@ def test_twice_updated_batchnorm_equals_two_updates():
     assert torch.allclose(ours.running_mean, plain.running_mean, atol=1e-7)
     assert torch.allclose(ours.running_var, plain.running_var, atol=1e-6)
     assert ours.num_batches_tracked.item() == plain.num_batches_tracked.item() == 2
+
+
+def test_sync_batchnorm_conversion_keeps_names_numbers_and_the_double_update():
+    """MODEL.SYNC_BN: every BN becomes a SyncBatchNorm2d (still a BatchNorm2d for NORM_EVAL and fold_bn), the
+    branch-0 fusion BNs keep their double update. Without a process group SyncBatchNorm normalises locally,
+    so one process must match the unconverted model exactly: outputs, statistics and batch counts."""
+    torch.manual_seed(0)
+    plain = _randomise_bn(build_model(_cfg('litehrnet_18', 'MODEL.IMAGE_SIZE', [32, 64],
+                                           'MODEL.HEATMAP_SIZE', [8, 16]))).train()
+    bns = {n: type(m) for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    synced = convert_sync_batchnorm(copy.deepcopy(plain))
+    kinds = {n: type(m) for n, m in synced.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert kinds.keys() == bns.keys() and TwiceUpdatedBatchNorm2d in bns.values()
+    assert all(kinds[n] is (TwiceUpdatedSyncBatchNorm2d if t is TwiceUpdatedBatchNorm2d else SyncBatchNorm2d)
+               for n, t in bns.items())
+    assert all(isinstance(m, nn.SyncBatchNorm) for n, m in synced.named_modules() if n in bns)
+    assert list(synced.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 3, 64, 32)
+    for _ in range(2):
+        torch.testing.assert_close(synced(x), plain(x), rtol=1e-5, atol=1e-6)
+    for (k, a), b in zip(synced.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    assert {m.momentum for m in synced.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}  # restored
+    with torch.no_grad():
+        torch.testing.assert_close(synced.fold_bn()(x), plain.eval()(x), rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_tool
 from lib.config import load_config
 from lib.core import function
 from lib.core.function import NonFiniteLossError, build_loader, train_one_epoch
@@ -196,3 +197,23 @@ def test_bfloat16_autocast_trains_without_loss_scaling():
     _, after_fp32, fp32_dtypes = train_toy(amp=False)
     assert dtypes == [torch.bfloat16] * 20 and fp32_dtypes == [torch.float32] * 20
     assert after_fp32 < before and after_bf16 == pytest.approx(after_fp32, rel=0.02)
+
+
+@pytest.mark.parametrize('name', ['adam', 'adamw'])
+def test_adam_runs_fused_where_torch_has_the_kernel_with_the_same_update(name):
+    build_optimizer = load_tool('train').build_optimizer
+    cfg = load_config(None, ['TRAIN.OPTIMIZER', name, 'TRAIN.WD', '0.01', 'TRAIN.ADAM_EPS', '1e-11'])
+    torch.manual_seed(0)
+    fast, plain = ToyPoseNet(), ToyPoseNet()
+    plain.load_state_dict(fast.state_dict())
+    optimizer = build_optimizer(cfg, fast)
+    fused_on_cpu = tuple(int(v) for v in torch.__version__.split('.')[:2]) >= (2, 4)
+    assert optimizer.defaults['fused'] is (True if fused_on_cpu else None)
+    reference = type(optimizer)(plain.parameters(), lr=cfg.TRAIN.LR, eps=1e-11, weight_decay=0.01)
+    for x, target, weight, _ in toy_batches():
+        for net, opt in ((fast, optimizer), (plain, reference)):
+            opt.zero_grad()
+            JointsMSELoss(True)(net(x), target, weight).backward()
+            opt.step()
+    for a, b in zip(fast.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -124,12 +124,12 @@ def emit_json(args: argparse.Namespace, payload: dict) -> None:
         print(json.dumps(payload))
 
 
-def compile_with_timing(net: torch.nn.Module, first_calls: dict[str, Callable[[torch.nn.Module], object]]
-                        ) -> tuple[torch.nn.Module, dict[str, float]]:
+def compile_with_timing(net: torch.nn.Module, first_calls: dict[str, Callable[[torch.nn.Module], object]],
+                        mode: str = 'default') -> tuple[torch.nn.Module, dict[str, float]]:
     """(lib.core.compile.compile_model(net), seconds of each first call): the calls that compile
     (e.g. {'b1': ..., 'b32': ...}, in order; each new input shape compiles again) timed one by one."""
     from lib.core.compile import compile_model
-    net = compile_model(net)
+    net = compile_model(net, mode=mode)
     seconds = {}
     for name, call in first_calls.items():
         start = time.perf_counter()
@@ -172,28 +172,30 @@ def run_model(args: argparse.Namespace) -> int:
     Adam) of ours, ours with BatchNorm folded and the official forward order, on the same weights."""
     from lib.core.loss import build_loss
     cfg = load_cfg(args)
+    device = pick_device(args.device)
     model, source = realistic_model(cfg)
+    model.to(device)
     width, height = cfg.MODEL.IMAGE_SIZE
     nets = {'official': model.with_kernels('official').eval(), 'ours': model, 'ours-fused': model.fold_bn()}
-    x1, xb = torch.randn(1, 3, height, width), torch.randn(args.batch, 3, height, width)
+    x1, xb = (torch.randn(n, 3, height, width, device=device) for n in (1, args.batch))
     compile_s = {}
     if args.compile:  # compiled copies: first calls (compilation) timed here, steady state below
         def first_calls(x: torch.Tensor) -> Callable:
             def call(net: torch.nn.Module) -> None:
                 with torch.inference_mode():
-                    net(x)
+                    synced(lambda: net(x), device)()
             return call
         calls = {'eval_b1': first_calls(x1), 'eval_batch': first_calls(xb)}
         for name, net in (('compiled', copy.deepcopy(model)), ('compiled-fused', model.fold_bn())):
-            nets[name], compile_s[name] = compile_with_timing(net, calls)
+            nets[name], compile_s[name] = compile_with_timing(net, calls, cfg.TEST.COMPILE_MODE)
             print(f'{name}: first calls ' + ', '.join(f'{k} {v:.1f} s' for k, v in compile_s[name].items()),
                   flush=True)
     check = check_agreement(nets, 'official', x1)
 
     def timed(x: torch.Tensor) -> Timing:
         with torch.inference_mode():
-            return time_interleaved({name: (lambda net=net: net(x)) for name, net in nets.items()}, args.seconds,
-                                    args.window, baseline='official', min_rounds=args.rounds)
+            return time_interleaved({name: synced(lambda net=net: net(x), device) for name, net in nets.items()},
+                                    args.seconds, args.window, baseline='official', min_rounds=args.rounds)
     b1 = timed(x1)
     print(f'eval batch 1: {fmt_ms(b1)}', flush=True)
     bn = timed(xb)
@@ -201,23 +203,23 @@ def run_model(args: argparse.Namespace) -> int:
     train = None
     if not args.skip_train:
         hw, hh = cfg.MODEL.HEATMAP_SIZE
-        target = torch.rand(args.batch, cfg.MODEL.NUM_JOINTS, hh, hw)
-        weight = torch.ones(args.batch, cfg.MODEL.NUM_JOINTS, 1)
+        target = torch.rand(args.batch, cfg.MODEL.NUM_JOINTS, hh, hw, device=device)
+        weight = torch.ones(args.batch, cfg.MODEL.NUM_JOINTS, 1, device=device)
         criterion = build_loss(cfg)
         steps = {name: train_step(net.train(), criterion, xb, target, weight, cfg.TRAIN)
                  for name, net in (('official', model.with_kernels('official')), ('ours', copy.deepcopy(model)))}
         if args.compile:
             from lib.core.compile import compile_model
-            steps['compiled'] = train_step(compile_model(copy.deepcopy(model).train()), criterion, xb, target,
-                                           weight, cfg.TRAIN)
+            steps['compiled'] = train_step(compile_model(copy.deepcopy(model).train(), mode=cfg.TRAIN.COMPILE_MODE),
+                                           criterion, xb, target, weight, cfg.TRAIN)
             compile_s.setdefault('compiled', {})
             start = time.perf_counter()
-            steps['compiled']()  # forward and backward graphs compile here
+            synced(steps['compiled'], device)()  # forward and backward graphs compile here
             compile_s['compiled']['train'] = time.perf_counter() - start
             print(f"compiled: first training step {compile_s['compiled']['train']:.1f} s", flush=True)
         # A step lasts seconds: one step per window, no settling call (a thread pool's spin is ~ms).
-        train = time_interleaved(steps, args.seconds, 0.0, baseline='official', min_rounds=args.rounds,
-                                 settle=False)
+        train = time_interleaved({name: synced(step, device) for name, step in steps.items()}, args.seconds, 0.0,
+                                 baseline='official', min_rounds=args.rounds, settle=False)
         print(f'train batch {args.batch}: {fmt_ms(train)}', flush=True)
 
     results = {}
@@ -229,7 +231,8 @@ def run_model(args: argparse.Namespace) -> int:
             speed['train'] = train.speedup[name]
         results[name] = dict(row, speedup=speed)
 
-    print(f'\n{cfg.MODEL.NAME} {height}x{width}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, '
+    where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} thread(s)'
+    print(f'\n{cfg.MODEL.NAME} {height}x{width}, {where}, torch {torch.__version__}, '
           f'weights: {source}; in brackets: speed-up over official (median of neighbouring-window ratios)')
     rows = [[name, with_speedup(r['eval_b1_ms'], r['speedup']['eval_b1']),
              with_speedup(r['eval_batch_ms_per_image'], r['speedup']['eval_batch']),
@@ -255,7 +258,7 @@ def run_model(args: argparse.Namespace) -> int:
         for name, s in compile_s.items():
             results[name]['compile_s'] = s
     emit_json(args, {'subcommand': 'model', 'variant': cfg.MODEL.NAME, 'input_hw': [height, width],
-                     'batch': args.batch, 'threads': torch.get_num_threads(), 'rounds': b1.rounds,
+                     'batch': args.batch, 'device': device.type, 'threads': torch.get_num_threads(), 'rounds': b1.rounds,
                      'check_rel_diff': check, 'results': results})
     return 0
 
@@ -272,25 +275,26 @@ def train_step(model: torch.nn.Module, criterion, x, target, weight, train_cfg) 
 
 
 # --- inference: eager and onnxruntime per variant -----------------------------------------------------------
-MODES = ('eager', 'bn_folded', 'compiled', 'compiled_bn_folded', 'ort_official', 'ort_plain', 'ort_deploy',
+MODES = ('official', 'eager', 'bn_folded', 'compiled', 'compiled_bn_folded', 'ort_official', 'ort_plain', 'ort_deploy',
          'ov_deploy', 'ov_deploy_bf16', 'ort_int8', 'ov_int8')
 DEFAULT_MODES = ('eager', 'bn_folded', 'ort_official', 'ort_plain', 'ort_deploy')  # compiling takes minutes
 DEPLOY_MODES = ('ort_official', 'ort_deploy', 'ov_deploy', 'ov_deploy_bf16', 'ort_int8', 'ov_int8')  # --modes deploy
 ORT_GRAPHS = {'ort_official': 'official', 'ort_plain': 'plain', 'ort_deploy': 'deploy'}  # mode -> lib.export graph
 OV_PRECISIONS = {'ov_deploy': 'fp32', 'ov_deploy_bf16': 'bf16'}  # OpenVINO on the deploy graph
 INT8_MODES = {'ort_int8': 'onnxruntime', 'ov_int8': 'openvino'}  # quantised deploy graph -> runtime
-INFERENCE_BASELINE = 'ort_official'
+INFERENCE_BASELINES = ('official', 'ort_official')  # the first one asked for is the baseline of the speed-ups
 
 
 def run_inference(args: argparse.Namespace) -> int:
     """Latency at batch 1 and throughput at batch N per variant and mode:
+      official      the official code's forward order in PyTorch (eager, fp32, BN not folded), the same weights
       eager         the model as trained, fp32, torch.inference_mode
       bn_folded     model.fold_bn(): BatchNorm folded into the convolutions
       compiled      lib.core.compile.compile_model (regional torch.compile, inductor); not run unless asked
       compiled_bn_folded  the same on model.fold_bn(); compile time (first calls) is printed apart
       ort_official  onnxruntime on the model exported in the official code's idioms (adaptive pooling
                     and resizing to sizes read at run time, view/transpose/view shuffle): what exporting
-                    the official repository gives, and the baseline of the speed-ups
+                    the official repository gives
       ort_plain     onnxruntime on the BN-folded model exported as written, with constant sizes
       ort_deploy    onnxruntime on the deploy form (lib.export.to_deploy), convert2onnx.py's default
       ov_deploy     OpenVINO (CPU plugin, latency mode, f32 precision hint) on the deploy form
@@ -303,6 +307,9 @@ def run_inference(args: argparse.Namespace) -> int:
     --dynamic-batch, where ort_official cannot be exported); OpenVINO and int8: one dynamic-batch file,
     OpenVINO reshaped to each batch size. --ap: also each mode's AP (PCKh) on the config's val set through
     tools/test.py's pipeline (the numbers need trained weights: TEST.MODEL_FILE).
+    Speed-ups are over `official` when it is timed, else over `ort_official`. Ready time: what a mode costs
+    before its first answer (export, quantisation, session / compilation) and its first calls at batch 1 and
+    batch N (torch.compile and OpenVINO compile for each input shape at its first call).
     FLOP-limited: the model's true FLOPs (2 x true_macs, every executed call, batch 1) at the rate this
     machine reaches on a 2048^3 fp32 matmul.
     """
@@ -327,7 +334,7 @@ def run_inference(args: argparse.Namespace) -> int:
         modes.remove('ort_official')
     if not modes:
         raise SystemExit('error: no mode left to time')
-    baseline = INFERENCE_BASELINE if INFERENCE_BASELINE in modes else modes[0]
+    baseline = next((m for m in INFERENCE_BASELINES if m in modes), modes[0])
     gflops = matmul_gflops(args)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s) visible; '
           f'fp32 matmul 2048^3: {gflops:.1f} GFLOP/s', flush=True)
@@ -339,11 +346,12 @@ def run_inference(args: argparse.Namespace) -> int:
     width, height = base_cfg.MODEL.IMAGE_SIZE
     print(f'\n{height}x{width}; in brackets: speed-up over {baseline} (median of neighbouring-window ratios)')
     print_table(['variant', 'mode', 'latency b1 (ms)', f'throughput b{args.batch} (img/s)', 'GFLOPs (true)',
-                 'FLOP-limited b1 (ms)', f'compile b1 / b{args.batch} (s)'] + (['AP'] if args.ap else []),
+                 'FLOP-limited b1 (ms)', f'ready: build + first b1 + first b{args.batch} (s)']
+                + (['AP'] if args.ap else []),
                 [[r['variant'], r['mode'], with_speedup(r['latency_ms'], r['latency_speedup']),
                   with_speedup(r['throughput'], r['throughput_speedup']), f"{r['gflops']:.3f}",
                   f"{r['flop_limited_ms']:.2f}",
-                  ' / '.join(f'{v:.1f}' for v in r['compile_s'].values()) if 'compile_s' in r else '-']
+                  ' + '.join(f'{v:.1f}' for v in r['ready_s'].values())]
                  + ([f"{r['ap']:.4f}"] if args.ap else []) for r in rows])
     emit_json(args, {'subcommand': 'inference', 'input_hw': [height, width], 'batch': args.batch,
                      'threads': torch.get_num_threads(), 'matmul_gflops': gflops, 'baseline': baseline, 'rows': rows})
@@ -359,6 +367,7 @@ def matmul_gflops(args: argparse.Namespace, n: int = 2048) -> float:
 
 def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], baseline: str, gflops: float,
                       workdir: str) -> list[dict]:
+    from lib.core.compile import compile_model
     from lib.export import create_session, export_onnx, graph_for_export, run_session
     from lib.models.complexity import count_complexity
     cfg = load_cfg(args, ['MODEL.NAME', name] + ([] if own_weights else ['TEST.MODEL_FILE', '']))
@@ -376,32 +385,44 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
         return run
 
     runners: dict[str, Callable] = {}
-    if 'eager' in modes:
-        runners['eager'] = eager(model)
-    if 'bn_folded' in modes:
-        runners['bn_folded'] = eager(model.fold_bn())
-    compile_s = {}
-    for mode, fold in (('compiled', False), ('compiled_bn_folded', True)):
+    build_s: dict[str, float] = {}  # seconds spent making each runner before its first call
+
+    def build(mode: str, make: Callable[[], Callable]) -> None:
+        start = time.perf_counter()
+        runners[mode] = make()
+        build_s[mode] = time.perf_counter() - start
+
+    for mode, make in (('official', lambda: model.with_kernels('official').eval()), ('eager', lambda: model),
+                       ('bn_folded', model.fold_bn),
+                       ('compiled', lambda: compile_model(copy.deepcopy(model), mode=cfg.TEST.COMPILE_MODE)),
+                       ('compiled_bn_folded', lambda: compile_model(model.fold_bn(), mode=cfg.TEST.COMPILE_MODE))):
         if mode in modes:
-            calls = {f'b{len(x)}': (lambda net, x=x: eager(net)(x)) for x in (x1, xb)}
-            net, compile_s[mode] = compile_with_timing(model.fold_bn() if fold else copy.deepcopy(model), calls)
-            runners[mode] = eager(net)
-            print(f'  {name} {mode}: first calls (compile) ' +
-                  ', '.join(f'{k} {v:.1f} s' for k, v in compile_s[mode].items()), flush=True)
-    if compile_s:
-        print(f'  {compile_cache_summary()}', flush=True)
+            build(mode, lambda make=make: eager(make()))
     for mode in [m for m in modes if m in ORT_GRAPHS]:
-        graph = ORT_GRAPHS[mode]
-        network = graph_for_export(model, graph, fold_bn=True)
-        sessions = {}
-        for n in ([0] if args.dynamic_batch else [1, args.batch]):  # 0: the one dynamic-batch file
-            path = export_onnx(network, os.path.join(workdir, f'{name}_{graph}_b{n}.onnx'), (width, height),
-                               dynamic_batch=n == 0, batch_size=max(n, 1))
-            sessions[n] = create_session(path, threads=torch.get_num_threads())
-        runners[mode] = lambda x, s=sessions: run_session(s.get(len(x), s.get(0)), x)
-    runners.update(deployment_runners(args, cfg, model, [m for m in modes if m in OV_PRECISIONS or m in INT8_MODES],
-                                      workdir))
+        def ort_runner(graph: str = ORT_GRAPHS[mode]) -> Callable:
+            network = graph_for_export(model, graph, fold_bn=True)
+            sessions = {}
+            for n in ([0] if args.dynamic_batch else [1, args.batch]):  # 0: the one dynamic-batch file
+                path = export_onnx(network, os.path.join(workdir, f'{name}_{graph}_b{n}.onnx'), (width, height),
+                                   dynamic_batch=n == 0, batch_size=max(n, 1))
+                sessions[n] = create_session(path, threads=torch.get_num_threads())
+            return lambda x: run_session(sessions.get(len(x), sessions.get(0)), x)
+        build(mode, ort_runner)
+    deploy_modes = [m for m in modes if m in OV_PRECISIONS or m in INT8_MODES]
+    made, made_s = deployment_runners(args, cfg, model, deploy_modes, workdir)
+    runners.update(made)
+    build_s.update(made_s)
     runners = {m: runners[m] for m in modes}  # the order asked for
+    ready_s = {}  # build, then the first calls: torch.compile and OpenVINO compile each input shape there
+    for mode, fn in runners.items():
+        ready_s[mode] = {'build': build_s[mode]}
+        for x in (x1, xb):
+            start = time.perf_counter()
+            fn(x)
+            ready_s[mode][f'b{len(x)}'] = time.perf_counter() - start
+        if mode.startswith('compiled'):
+            print(f'  {name} {mode}: first calls (compile) b1 {ready_s[mode]["b1"]:.1f} s, '
+                  f'b{args.batch} {ready_s[mode][f"b{args.batch}"]:.1f} s; {compile_cache_summary()}', flush=True)
     check = check_agreement(runners, modes[0], x1)
     latency = time_interleaved({m: (lambda fn=fn: fn(x1)) for m, fn in runners.items()}, args.seconds,
                                args.window, baseline=baseline, min_rounds=args.rounds)
@@ -413,7 +434,7 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
                      'latency_speedup': latency.speedup[mode], 'throughput': args.batch / batch.seconds[mode],
                      'throughput_speedup': batch.speedup[mode], 'gflops': flops / 1e9,
                      'flop_limited_ms': flops / (gflops * 1e9) * 1e3, 'check_rel_diff': check.get(mode, 0.0),
-                     'weights': source, **({'compile_s': compile_s[mode]} if mode in compile_s else {})})
+                     'weights': source, 'ready_s': ready_s[mode]})
         print(f'  {name:26s} {mode:13s} {rows[-1]["latency_ms"]:8.1f} ms  {rows[-1]["throughput"]:7.1f} img/s  '
               f'({latency.rounds} / {batch.rounds} rounds)', flush=True)
     if args.ap:
@@ -423,26 +444,32 @@ def benchmark_variant(args, name: str, own_weights: bool, modes: list[str], base
     return rows
 
 
-def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], workdir: str) -> dict[str, Callable]:
-    """numpy crops -> heatmaps for the OpenVINO and int8 modes, all made from one dynamic-batch deploy graph."""
+def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], workdir: str
+                       ) -> tuple[dict[str, Callable], dict[str, float]]:
+    """numpy crops -> heatmaps for the OpenVINO and int8 modes, all made from one dynamic-batch deploy graph,
+    and the seconds each took to make (the shared export counted in each)."""
     if not modes:
-        return {}
+        return {}, {}
     import openvino as ov
 
     from lib.export import export_onnx, to_deploy
     from lib.export.openvino import compile_for_cpu
     width, height = cfg.MODEL.IMAGE_SIZE
     threads = torch.get_num_threads()
+    start = time.perf_counter()
     float_onnx = export_onnx(to_deploy(model), os.path.join(workdir, f'{cfg.MODEL.NAME}_deploy_dyn.onnx'),
                              (width, height), dynamic_batch=True)
+    export_s = time.perf_counter() - start
 
     def openvino(path: str, precision: str) -> Callable:  # one static-shape compilation per batch size
         return compile_for_cpu(ov.Core().read_model(path), precision, threads)
 
-    runners, crops = {}, None
+    runners, build_s, crops = {}, {}, None
     for mode in modes:
+        start = time.perf_counter()
         if mode in OV_PRECISIONS:
             runners[mode] = openvino(float_onnx, OV_PRECISIONS[mode])
+            build_s[mode] = export_s + time.perf_counter() - start
             continue
         from lib.export.quantize import calibration_crops, quantize_file
         crops = crops if crops is not None else calibration_crops(cfg, args.calib_num)[0]
@@ -455,7 +482,8 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
         else:
             from lib.export import create_session, run_session
             runners[mode] = functools.partial(run_session, create_session(report.path, threads=threads))
-    return runners
+        build_s[mode] = export_s + time.perf_counter() - start  # with calibration, quantisation and its report
+    return runners, build_s
 
 
 def evaluate_runner(cfg, run: Callable, batch: int, output_dir: str) -> float:
@@ -578,6 +606,9 @@ def run_train(args: argparse.Namespace) -> int:
         source = endless(loader)
         ours, _ = realistic_model(cfg)
         models = {'official': ours.with_kernels('official'), 'ours': ours}  # train_one_epoch sets train mode
+        if args.compile:  # the same weights, compiled block by block (TRAIN.COMPILE_MODE); compiles in the warm-up
+            from lib.core.compile import compile_model
+            models['compiled'] = compile_model(copy.deepcopy(ours), mode=cfg.TRAIN.COMPILE_MODE)
         criterion = build_loss(cfg).to(device)
         dtype = amp_dtype(cfg, device)
         amp = dtype is not None
@@ -594,8 +625,11 @@ def run_train(args: argparse.Namespace) -> int:
                     cfg, model, feed, criterion, optimizer, scaler, epoch=0, iteration=state['iteration'],
                     iters_per_epoch=args.iters, device=device)
             passes[name] = synced(one_pass, device)
-        for name in passes:  # warm-up, outside the timing: workers start, allocators and caches fill
+        first_pass_s = {}
+        for name in passes:  # warm-up, outside the timing: workers start, allocators and caches fill, compiling
+            start = time.perf_counter()
             passes[name]()
+            first_pass_s[name] = time.perf_counter() - start
             feeds[name].wait = 0.0
         # A pass lasts seconds: one pass per window and no settling call, so every call is timed and
         # the data wait adds up over exactly the timed passes.
@@ -606,14 +640,15 @@ def run_train(args: argparse.Namespace) -> int:
     samples = args.batch * args.iters
     results = {name: {'samples_per_s': samples / timing.seconds[name],
                       'data_wait_share': feeds[name].wait / sum(timing.times[name]),
-                      'speedup': timing.speedup[name]} for name in passes}
+                      'speedup': timing.speedup[name], 'first_pass_s': first_pass_s[name]} for name in passes}
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} thread(s)'
     print(f'\n{cfg.MODEL.NAME} {cfg.MODEL.IMAGE_SIZE[1]}x{cfg.MODEL.IMAGE_SIZE[0]}, batch {args.batch}, '
           f'{timing.rounds} timed passes of {args.iters} iterations each, {cfg.WORKERS} loader worker(s), {where}, '
           f'AMP {cfg.TRAIN.AMP_DTYPE if amp else "off"}; data: {data_desc}')
-    print_table(['forward order', 'train samples/s', 'waiting for data', 'speed-up over official'],
-                [[name, f"{r['samples_per_s']:.1f}", f"{r['data_wait_share']:.0%}", f"{r['speedup']:.2f}x"]
-                 for name, r in results.items()])
+    print_table(['forward order', 'train samples/s', 'waiting for data', 'speed-up over official',
+                 'first pass (s; compiling)'],
+                [[name, f"{r['samples_per_s']:.1f}", f"{r['data_wait_share']:.0%}", f"{r['speedup']:.2f}x",
+                  f"{r['first_pass_s']:.1f}"] for name, r in results.items()])
     print(f"speed-up of ours over official: {results['ours']['speedup']:.2f}x")
     emit_json(args, {'subcommand': 'train', 'variant': cfg.MODEL.NAME, 'batch': args.batch, 'iters': args.iters,
                      'rounds': timing.rounds, 'workers': cfg.WORKERS, 'device': device.type, 'amp': amp,
@@ -747,7 +782,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--batch', type=int, default=32, help='large eval batch and the training batch')
     p.add_argument('--skip-train', action='store_true')
     p.add_argument('--compile', action='store_true', help='add regional torch.compile contenders (compiled, '
-                   'compiled-fused; compiled training step) and report their compile time')
+                   'compiled-fused; compiled training step; TEST/TRAIN.COMPILE_MODE) and report their compile time')
+    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
 
     p = subcommand('inference', run_inference, 'eager and onnxruntime per variant')
     timing_args(p, 10.0)
@@ -773,6 +809,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     p.add_argument('--synthetic', action='store_true', help="use the synthetic set even if the config's exists")
     p.add_argument('--synthetic-images', type=int, default=200, help='images of the synthetic set')
+    p.add_argument('--compile', action='store_true', help='add ours compiled block by block (TRAIN.COMPILE_MODE); '
+                   'its first pass, which compiles, is reported apart')
 
     p = subcommand('data', run_data, "one loader worker's throughput vs JPEG decode alone")
     timing_args(p, 10.0)

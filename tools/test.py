@@ -59,7 +59,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
     if cfg.TEST.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
     if cfg.TEST.COMPILE:  # block by block, in place; eager with one warning where it cannot compile
-        compile_model(model)
+        compile_model(model, mode=cfg.TEST.COMPILE_MODE)
     dataset = build_dataset(cfg, is_train=False)
     loader = build_loader(cfg, dataset, False, dist_info.world_size, dist_info.rank)
     metrics, key = validate(cfg, model, loader, dataset, output_dir, device, cfg.TEST.CHANNELS_LAST)

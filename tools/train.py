@@ -28,6 +28,7 @@ from lib.core.function import NonFiniteLossError, amp_dtype, build_loader, train
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
+from lib.models.layers import convert_sync_batchnorm
 from lib.utils.checkpoint import CheckpointError, load_weights
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.dist import barrier, broadcast_object, cleanup, exit_process, init_distributed
@@ -50,15 +51,31 @@ def seed_for(cfg, *parts: int) -> int:
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam (official), AdamW or SGD from cfg.TRAIN; the lr is set every step by the schedule."""
-    name, params, t = cfg.TRAIN.OPTIMIZER, model.parameters(), cfg.TRAIN
-    if name == 'adam':
-        return torch.optim.Adam(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD)
-    if name == 'adamw':
-        return torch.optim.AdamW(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD)
+    """Adam (official), AdamW or SGD from cfg.TRAIN; the lr is set every step by the schedule.
+    Adam and AdamW run fused (one kernel over all ~800 parameter tensors: 40 -> 6 ms per step of Lite-HRNet-18
+    on 2 CPU threads, 6% of a 128x96 batch-16 step) where this torch has the fused kernel for the
+    parameters' device (CUDA; CPU since torch 2.4), and as the usual loop elsewhere: the same update rule."""
+    name, params, t = cfg.TRAIN.OPTIMIZER, list(model.parameters()), cfg.TRAIN
+    if name in ('adam', 'adamw'):
+        adam = torch.optim.Adam if name == 'adam' else torch.optim.AdamW
+        try:
+            return adam(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD, fused=True)
+        except RuntimeError:  # "fused=True requires all the params to be ... on a supported device"
+            return adam(params, lr=t.LR, eps=t.ADAM_EPS, weight_decay=t.WD)
     if name == 'sgd':
         return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
     raise ValueError(f"TRAIN.OPTIMIZER must be adam, adamw or sgd, got '{name}'")
+
+
+def use_sync_bn(cfg, dist_info) -> bool:
+    """Whether to convert BatchNorm to SyncBatchNorm: MODEL.SYNC_BN with several processes. torch's
+    SyncBatchNorm synchronises CUDA tensors only, so a multi-process CPU run is refused before any work."""
+    if not (cfg.MODEL.SYNC_BN and dist_info.distributed):
+        return False
+    if dist_info.device.type != 'cuda':
+        raise UserError(f'MODEL.SYNC_BN: torch.nn.SyncBatchNorm synchronises CUDA tensors only, and these '
+                        f'{dist_info.world_size} processes train on {dist_info.device.type}; set MODEL.SYNC_BN False')
+    return True
 
 
 def read_resume_state(path: str) -> dict | CheckpointError | None:
@@ -133,6 +150,9 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
     torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK and not cfg.DETERMINISTIC
     torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC or cfg.DETERMINISTIC
 
+    sync_bn = use_sync_bn(cfg, dist_info)
+    if cfg.MODEL.SYNC_BN and not sync_bn:
+        logger.info('MODEL.SYNC_BN: one process, nothing to synchronise; plain BatchNorm')
     model = build_model(cfg)
     if cfg.MODEL.PRETRAINED:
         load_weights(model, cfg.MODEL.PRETRAINED, exclude=cfg.MODEL.PRETRAINED_EXCLUDE)
@@ -172,8 +192,10 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         best_perf, best_epoch, saved_epoch = state['best_perf'], state['best_epoch'], start_epoch
         logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,
                     best_perf)
+    if sync_bn:  # batch statistics over all processes; parameter names stay the same
+        convert_sync_batchnorm(model)
     if cfg.TRAIN.COMPILE:  # in place, after loading and before DDP: state-dict names stay the official ones
-        compile_model(model)
+        compile_model(model, mode=cfg.TRAIN.COMPILE_MODE)
     if dist_info.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 

@@ -46,6 +46,7 @@ _C.MODEL.IMAGE_SIZE = [192, 256]  # network input, [width, height] as in HRNet
 _C.MODEL.HEATMAP_SIZE = [48, 64]  # network output, [width, height]; IMAGE_SIZE / 4
 _C.MODEL.SIGMA = 2.0  # Gaussian sigma of the heatmap targets, in heatmap pixels
 _C.MODEL.TARGET_TYPE = 'gaussian'  # the only target the codec supports (any other value is an error)
+_C.MODEL.SYNC_BN = False  # torchrun on GPUs: BatchNorm statistics over all processes (SyncBatchNorm; official: per GPU)
 _C.MODEL.INIT = 'official'  # official: N(0, 0.001^2) convs as released | kaiming: Kaiming convs, N(0, 0.01^2) head
 _C.MODEL.PRETRAINED = ''  # weights tools/train.py loads before training (ours or official mmpose format)
 _C.MODEL.PRETRAINED_EXCLUDE = []  # parameter-name patterns (fnmatch) not loaded from PRETRAINED, e.g. ['keypoint_head.*'] to fine-tune to another NUM_JOINTS
@@ -108,6 +109,9 @@ _C.TRAIN.CHANNELS_LAST = False  # channels_last memory format for training and t
 # a C++ compiler). Off: not yet measured at full size (at 64x64 a cached first step takes ~8 s and the
 # steady-state step was ~1.05x); the first step compiles forward and backward of every block.
 _C.TRAIN.COMPILE = False
+# torch.compile mode of TRAIN.COMPILE: 'reduce-overhead' adds CUDA graphs (CUDA only; the same as 'default' on CPUs),
+# 'max-autotune' tries more kernels and compiles longer. Unmeasured on GPUs so far: try it with tools/benchmark.py.
+_C.TRAIN.COMPILE_MODE = 'default'
 _C.TRAIN.VAL_INTERVAL = 10  # epochs between validations (and the last epoch always)
 _C.TRAIN.VAL_USE_GT_BBOX = True  # validation during training uses GT boxes (official val_data_cfg)
 _C.TRAIN.CHECKPOINT_INTERVAL = 1  # epochs between writes of checkpoint.pth
@@ -132,11 +136,13 @@ _C.TEST.SOFT_NMS = False  # COCO: soft OKS NMS instead
 _C.TEST.MODEL_FILE = ''  # weights to test (ours or official mmpose format)
 _C.TEST.CHANNELS_LAST = False  # channels_last memory format for inference in tools/test.py
 # torch.compile the network block by block for inference (tools/test.py, PoseEstimator; lib/core/compile.py).
-# Off, as the first calls compile: 256x192 on 2 CPU threads, ~130 s on a cold cache (batch 1, then the
-# dynamic batch) and ~13 s on a warm one (later processes reuse inductor's FX graph cache), for ~1.5x at
-# batch 1 and ~1.9x at batch 32 afterwards. It pays for full COCO/MPII evaluations (minutes of eager
-# inference), not for the demo, small sets or tests (tools/benchmark.py model --compile).
+# Off, as the first calls compile: 256x192 on 2 CPU threads, ~80 s per input shape on a cold cache and ~13 s on a
+# warm one (later processes reuse inductor's FX graph cache), for ~1.9x at batch 1 and ~2.4x at batch 32 (BN folded)
+# over the official forward order afterwards. On CPUs TEST.BACKEND openvino / onnxruntime is faster still and ready
+# in seconds (README: "Which inference path pays";
+# tools/benchmark.py inference --modes official,compiled_bn_folded,deploy).
 _C.TEST.COMPILE = False
+_C.TEST.COMPILE_MODE = 'default'  # as TRAIN.COMPILE_MODE ('reduce-overhead': CUDA graphs for batch-1 latency on GPUs)
 # Where the network runs (PoseEstimator, tools/test.py, demo; lib/export/backends.py): 'torch' (TEST.MODEL_FILE a
 # .pth checkpoint), 'onnxruntime' (a .onnx file from demo/convert2onnx.py, or a .pth exported on the fly) or
 # 'openvino' (a .xml, .onnx or .pth). Flip test, decoding and evaluation are the same for every backend.
@@ -154,6 +160,8 @@ BACKEND_PRECISIONS = {'torch': ('fp32',), 'onnxruntime': ('fp32', 'int8'), 'open
 # instead of after an epoch. A key not listed takes any value of its default's type. Forms: '>= 1',
 # '> 0', '[0, 1]' (closed), '[0, 1)' (half-open), or a tuple of the allowed strings. For a list key the
 # range applies to each item. Rules between keys (END_EPOCH > BEGIN_EPOCH, ...) are in lib/config.
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')  # torch.compile's
+
 RANGES = {
     'WORKERS': '>= 0',
     'PRINT_FREQ': '>= 1',
@@ -176,6 +184,8 @@ RANGES = {
     'DATASET.BOX_JITTER_FACTOR': '>= 0',
     'TRAIN.OPTIMIZER': ('adam', 'adamw', 'sgd'),
     'TRAIN.AMP_DTYPE': ('float16', 'bfloat16'),
+    'TRAIN.COMPILE_MODE': COMPILE_MODES,
+    'TEST.COMPILE_MODE': COMPILE_MODES,
     'TRAIN.LR': '> 0',
     'TRAIN.LR_SCHEDULE': ('step', 'cosine'),
     'TRAIN.LR_FACTOR': '> 0',

@@ -66,14 +66,16 @@ def compiled_regions(model: nn.Module) -> Iterator[nn.Module]:
 def compile_model(model: nn.Module, mode: str | None = None, dynamic: bool | None = None) -> nn.Module:
     """Compile `model`'s blocks in place (see the module docstring) and return it.
 
-    mode: torch.compile mode (None = 'default'; 'max-autotune-no-cudagraphs' tries more kernels and
-    compiles longer). dynamic: None lets dynamo mark the batch dynamic once a second batch size shows
+    mode: torch.compile mode (None or 'default'; 'reduce-overhead' adds CUDA graphs on CUDA devices;
+    'max-autotune-no-cudagraphs' tries more kernels and compiles longer): TRAIN/TEST.COMPILE_MODE.
+    dynamic: None lets dynamo mark the batch dynamic once a second batch size shows
     up (one more compile, then any batch size), False compiles every batch size separately.
     Works in training mode (backward is compiled too) and on a BN-folded eval model. Without a C++
     compiler it warns once and returns the model uncompiled.
     """
     if is_compiled(model):
         return model
+    mode = None if mode == 'default' else mode
     ok, why = compiler_available()
     if not ok:
         _warn_fallback(why)

@@ -141,7 +141,8 @@ class PoseEstimator:
         model = model.fold_bn() if fold_bn else model
         if self.compiled:
             from lib.core.compile import compile_model
-            model = compile_model(model)  # in place: falls back to eager (one warning) without a C++ compiler
+            # In place; eager after one warning where it cannot compile (no C++ compiler).
+            model = compile_model(model, mode=cfg.TEST.COMPILE_MODE)
         self.model = model
 
     @property

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['KERNELS', 'ConvBNAct', 'Kernels', 'NearestUpsample', 'SharedReLU', 'TwiceUpdatedBatchNorm2d',
+__all__ = ['KERNELS', 'ConvBNAct', 'Kernels', 'NearestUpsample', 'SharedReLU', 'SyncBatchNorm2d',
+           'TwiceUpdatedBatchNorm2d', 'TwiceUpdatedSyncBatchNorm2d', 'convert_sync_batchnorm',
            'channel_shuffle', 'concat_shuffle', 'depthwise', 'dw_pw_sequential', 'get_kernels', 'multiply_nearest',
            'pool_to', 'upsample_nearest']
 
@@ -102,6 +103,56 @@ class TwiceUpdatedBatchNorm2d(nn.BatchNorm2d):
         momentum = 1.0 - (1.0 - self.momentum) ** 2
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, momentum,
                             self.eps)
+
+
+class SyncBatchNorm2d(nn.SyncBatchNorm, nn.BatchNorm2d):
+    """torch's SyncBatchNorm (batch statistics over every DDP process; CUDA only) that is also a
+    BatchNorm2d, so that NORM_EVAL, fold_bn and the checkpointing guard treat it as one. Same
+    parameter and buffer names: checkpoints stay official-format."""
+
+
+class TwiceUpdatedSyncBatchNorm2d(SyncBatchNorm2d):
+    """TwiceUpdatedBatchNorm2d's double running-statistics update (1 - (1-m)^2, two batches counted),
+    with the statistics synchronised over the processes."""
+
+    def __init__(self, num_features: int, runs_per_step: int = 1) -> None:
+        super().__init__(num_features)
+        self.runs_per_step = runs_per_step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runs_per_step == 2 or not (self.training and self.track_running_stats):
+            return super().forward(x)
+        momentum = self.momentum
+        self.momentum = 1.0 - (1.0 - momentum) ** 2
+        try:
+            out = super().forward(x)  # one update with the doubled momentum, one batch counted...
+        finally:
+            self.momentum = momentum
+        self.num_batches_tracked.add_(1)  # ...and the second batch the official code counts
+        return out
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Every BatchNorm2d of `module` (in place) as a SyncBatchNorm2d, TwiceUpdatedBatchNorm2d as
+    TwiceUpdatedSyncBatchNorm2d, keeping weights, statistics and train/eval mode. Unlike
+    nn.SyncBatchNorm.convert_sync_batchnorm, it keeps the official double update of the fusion's
+    branch-0 paths. Returns `module` (a BatchNorm2d passed alone comes back converted)."""
+    if isinstance(module, SyncBatchNorm2d) or not isinstance(module, nn.BatchNorm2d):
+        for name, child in module.named_children():
+            setattr(module, name, convert_sync_batchnorm(child, process_group))
+        return module
+    if isinstance(module, TwiceUpdatedBatchNorm2d):
+        sync = TwiceUpdatedSyncBatchNorm2d(module.num_features, module.runs_per_step)
+        sync.eps, sync.momentum = module.eps, module.momentum
+    else:
+        sync = SyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+    sync.process_group = process_group
+    weights = next(iter(module.state_dict().values()), None)
+    if weights is not None:
+        sync.to(weights.device)
+    sync.load_state_dict(module.state_dict())
+    return sync.train(module.training)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
