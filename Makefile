@@ -18,7 +18,7 @@ build:
 test: install
 	$(PYTHON) -m pytest -q tests
 
-# Quick start (README): about 17 minutes on a 2-core CPU. Re-running it resumes/reuses what exists.
+# Quick start (README): about 15 minutes on a 2-core CPU. Re-running it resumes/reuses what exists.
 QS_CFG := experiments/synthetic/quickstart.yaml
 QS_OUT := output/coco/litehrnet_18/quickstart
 QS_DATA := data/synthetic_quickstart
