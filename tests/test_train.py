@@ -130,6 +130,18 @@ def test_resume_is_exact(straight_run, synthetic_tiny, tmp_path):
     assert lr == pytest.approx(cfg.TRAIN.LR * 0.1)  # iteration 3 (last): epoch 1, warmup over
 
 
+def test_sync_batchnorm_trains_every_parameter(straight_run, synthetic_tiny, tmp_path, monkeypatch):
+    """MODEL.SYNC_BN converts before the optimizer takes the parameters: forced on in one CPU process (where
+    SyncBatchNorm normalises locally) the run ends with the same weights, statistics and optimizer state as the
+    plain run. Converting after building the optimizer would leave every BatchNorm weight at its start."""
+    tool = load_tool('train')
+    monkeypatch.setattr(tool, 'use_sync_bn', lambda cfg, dist_info: True)
+    assert train(synthetic_tiny, str(tmp_path), **{'MODEL.SYNC_BN': 'True'}) == 0
+    synced = load_checkpoint_file(os.path.join(run_dir(str(tmp_path)), 'checkpoint.pth'))
+    straight = load_checkpoint_file(os.path.join(run_dir(straight_run), 'checkpoint.pth'))
+    assert_same_training_state(straight, synced)
+
+
 def without_training_steps(monkeypatch) -> None:
     """tools/train.py's epochs take no step, so final_state.pth holds exactly the weights it started from."""
     tool = load_tool('train')

@@ -159,6 +159,8 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         logger.info('loaded weights from %s%s', cfg.MODEL.PRETRAINED,
                     f' except {list(cfg.MODEL.PRETRAINED_EXCLUDE)}' if cfg.MODEL.PRETRAINED_EXCLUDE else '')
     model.to(device)
+    if sync_bn:  # before the optimizer takes the parameters; batch statistics over all processes, same names
+        convert_sync_batchnorm(model)
     if cfg.TRAIN.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(cfg, device)
@@ -192,8 +194,6 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         best_perf, best_epoch, saved_epoch = state['best_perf'], state['best_epoch'], start_epoch
         logger.info('resumed from %s: epoch %d, iteration %d, best %.4f', ckpt_path, start_epoch, iteration,
                     best_perf)
-    if sync_bn:  # batch statistics over all processes; parameter names stay the same
-        convert_sync_batchnorm(model)
     if cfg.TRAIN.COMPILE:  # in place, after loading and before DDP: state-dict names stay the official ones
         compile_model(model, mode=cfg.TRAIN.COMPILE_MODE)
     if dist_info.distributed:
