@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
 import inspect
 import itertools
 import json
@@ -96,9 +95,9 @@ def check_agreement(nets: dict[str, Callable], reference: str, x) -> dict[str, f
               f'({diff:.1e} of max |heatmap| {scale:.3g})', flush=True)
     limit = {name: math.inf if name.endswith('int8') else LOW_PRECISION_RTOL if name.endswith('bf16')
              else AGREEMENT_RTOL for name in rel}
-    bad = {name: diff for name, diff in rel.items() if not diff <= limit[name]}
+    bad = {name: f'{diff:.2g} > {limit[name]:g}' for name, diff in rel.items() if not diff <= limit[name]}
     if bad:
-        raise SystemExit(f'error: heatmaps disagree beyond {AGREEMENT_RTOL:g} (relative): {bad}; '
+        raise SystemExit(f'error: heatmaps disagree beyond their limits (relative): {bad}; '
                          'the timings would compare different computations')
     return rel
 
@@ -258,8 +257,8 @@ def run_model(args: argparse.Namespace) -> int:
         for name, s in compile_s.items():
             results[name]['compile_s'] = s
     emit_json(args, {'subcommand': 'model', 'variant': cfg.MODEL.NAME, 'input_hw': [height, width],
-                     'batch': args.batch, 'device': device.type, 'threads': torch.get_num_threads(), 'rounds': b1.rounds,
-                     'check_rel_diff': check, 'results': results})
+                     'batch': args.batch, 'device': device.type, 'threads': torch.get_num_threads(),
+                     'rounds': b1.rounds, 'check_rel_diff': check, 'results': results})
     return 0
 
 
@@ -450,25 +449,19 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
     and the seconds each took to make (the shared export counted in each)."""
     if not modes:
         return {}, {}
-    import openvino as ov
-
     from lib.export import export_onnx, to_deploy
-    from lib.export.openvino import compile_for_cpu
+    from lib.export.runtime import file_runner  # OpenVINO: one static-shape compilation per batch size
     width, height = cfg.MODEL.IMAGE_SIZE
     threads = torch.get_num_threads()
     start = time.perf_counter()
     float_onnx = export_onnx(to_deploy(model), os.path.join(workdir, f'{cfg.MODEL.NAME}_deploy_dyn.onnx'),
                              (width, height), dynamic_batch=True)
     export_s = time.perf_counter() - start
-
-    def openvino(path: str, precision: str) -> Callable:  # one static-shape compilation per batch size
-        return compile_for_cpu(ov.Core().read_model(path), precision, threads)
-
     runners, build_s, crops = {}, {}, None
     for mode in modes:
         start = time.perf_counter()
         if mode in OV_PRECISIONS:
-            runners[mode] = openvino(float_onnx, OV_PRECISIONS[mode])
+            runners[mode] = file_runner(float_onnx, 'openvino', OV_PRECISIONS[mode], threads)
             build_s[mode] = export_s + time.perf_counter() - start
             continue
         from lib.export.quantize import calibration_crops, quantize_file
@@ -477,11 +470,7 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
         report = quantize_file(model, float_onnx, os.path.join(workdir, f'{cfg.MODEL.NAME}_{mode}{suffix}'),
                                INT8_MODES[mode], crops, threads=threads)
         print('\n'.join('  ' + line for line in report.summary().splitlines()), flush=True)
-        if INT8_MODES[mode] == 'openvino':
-            runners[mode] = openvino(report.path, 'int8')
-        else:
-            from lib.export import create_session, run_session
-            runners[mode] = functools.partial(run_session, create_session(report.path, threads=threads))
+        runners[mode] = file_runner(report.path, INT8_MODES[mode], 'int8', threads)
         build_s[mode] = export_s + time.perf_counter() - start  # with calibration, quantisation and its report
     return runners, build_s
 
@@ -768,6 +757,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            '(short: the load changes within seconds, and only neighbouring windows see the same load)')
         p.add_argument('--rounds', type=int, default=3, help='at least this many windows per contender')
 
+    def device_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'), help='auto: CUDA when torch sees '
+                       'one (timings then wait for the GPU)')
+
     def subcommand(name: str, run: Callable, summary: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=summary, description=inspect.cleandoc(run.__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -783,7 +776,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--skip-train', action='store_true')
     p.add_argument('--compile', action='store_true', help='add regional torch.compile contenders (compiled, '
                    'compiled-fused; compiled training step; TEST/TRAIN.COMPILE_MODE) and report their compile time')
-    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    device_arg(p)
 
     p = subcommand('inference', run_inference, 'eager and onnxruntime per variant')
     timing_args(p, 10.0)
@@ -806,7 +799,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--iters', type=int, default=10, help='training iterations per timed pass')
     p.add_argument('--workers', type=int, default=None, help='loader worker processes (default: WORKERS)')
-    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    device_arg(p)
     p.add_argument('--synthetic', action='store_true', help="use the synthetic set even if the config's exists")
     p.add_argument('--synthetic-images', type=int, default=200, help='images of the synthetic set')
     p.add_argument('--compile', action='store_true', help='add ours compiled block by block (TRAIN.COMPILE_MODE); '

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from torch import nn
 from lib.models import PoseLiteHRNet
 
 from .deploy import to_deploy
-from .runtime import INPUT_NAME, OUTPUT_NAME, create_session, run_session
+from .runtime import INPUT_NAME, OUTPUT_NAME, file_runner
 
 __all__ = ['DEFAULT_OPSET', 'MIN_OPSET', 'DEFAULT_ATOL', 'DEFAULT_FACTOR', 'GRAPHS', 'ExportReport', 'Parity',
            'export_and_check', 'graph_for_export', 'export_onnx', 'check_onnx_file', 'check_opset',
@@ -288,12 +287,11 @@ def export_and_check(model: nn.Module, path: str | os.PathLike, input_size: Sequ
     path = export_onnx(exported, path, input_size, opset=opset, dynamic_batch=dynamic_batch)
     check_onnx_file(path)
     if openvino_path is None:
-        runtime, files, session = 'onnxruntime', (), create_session(path, threads=threads)
-        run = functools.partial(run_session, session)
+        runtime, files, run = 'onnxruntime', (), file_runner(path, 'onnxruntime', threads=threads)
     else:
-        from .openvino import openvino_runner, write_openvino
+        from .openvino import write_openvino
         runtime, files = 'OpenVINO (float32)', (write_openvino(path, openvino_path),)
-        run = openvino_runner(files[0], threads=threads)
+        run = file_runner(files[0], 'openvino', threads=threads)
     return ExportReport(path, opset, dynamic_batch, fold_bn or graph == 'deploy', op_types(path),
                         parity_errors(model, run, inputs), factor, atol, graph,
                         getattr(exported, 'channel_block', None), runtime, files)

@@ -12,7 +12,8 @@ import tempfile
 
 import numpy as np
 
-__all__ = ['INPUT_NAME', 'OUTPUT_NAME', 'create_session', 'run_session', 'nchwc_block', 'optimized_graph']
+__all__ = ['INPUT_NAME', 'OUTPUT_NAME', 'create_session', 'run_session', 'file_runner', 'nchwc_block',
+           'optimized_graph']
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'heatmaps'
@@ -37,6 +38,18 @@ def create_session(path: str | os.PathLike, threads: int = 2, optimize: bool = T
 def run_session(session, images: np.ndarray) -> np.ndarray:
     """Heatmaps (N, K, h, w) of normalised crops (N, 3, H, W) float32."""
     return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+
+def file_runner(path: str | os.PathLike, runtime: str, precision: str = 'fp32', threads: int = 2):
+    """A function numpy crops (N, 3, H, W) float32 -> heatmaps of the model file at `path`, run by 'onnxruntime'
+    (`create_session`; float or int8 as the file is) or 'openvino' (`lib.export.openvino.openvino_runner`,
+    computing in `precision`)."""
+    if runtime == 'onnxruntime':
+        return functools.partial(run_session, create_session(path, threads=threads))
+    if runtime == 'openvino':
+        from .openvino import openvino_runner
+        return openvino_runner(path, precision, threads)
+    raise ValueError(f"runtime must be 'onnxruntime' or 'openvino', got {runtime!r}")
 
 
 def optimized_graph(model_bytes_or_path, threads: int = 1):

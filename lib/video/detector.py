@@ -192,15 +192,13 @@ class OnnxPersonDetector:
 
 
 def _open_session(path: str, threads: int | None):
-    import onnxruntime as ort  # imported here: only the --det-model path needs it
+    """lib.export.create_session (the project's one onnxruntime session: CPU, graph optimisation ALL, errors-only
+    log) of the detector file, or one DetectorFileError naming the file. threads None: onnxruntime's default."""
+    from lib.export.runtime import create_session  # imported here: only the --det-model path needs onnxruntime
     if not os.path.isfile(path):
         raise DetectorFileError(f'detector file {path}: no such file')
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    options.log_severity_level = 3  # errors only: onnxruntime's warnings about unused initialisers are noise
     try:
-        return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        return create_session(path, threads=threads or 0)  # 0: onnxruntime picks the thread count
     except Exception as err:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         raise DetectorFileError(f'detector file {path}: onnxruntime cannot load it ({type(err).__name__}: '
                                 f'{str(err).strip().splitlines()[0] if str(err).strip() else err!r}); '
