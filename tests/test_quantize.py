@@ -23,8 +23,9 @@ from torch import nn
 from conftest import COCO_TINY, SMALL_INPUT, realistic_model
 from lib.config import load_config
 from lib.core.inference import PoseEstimator
-from lib.dataset.transforms import box_to_center_scale, normalize_image, warp_crop
+from lib.dataset.transforms import box_to_center_scale, normalize_image, person_crop
 from lib.export import export_onnx, to_deploy
+from lib.export.backends import file_precision
 from lib.export.quantize import (calibration_crops, fake_quant_activation, fake_quant_weight, layer_sensitivity,
                                  onnx_node_names, openvino_node_names, peak_agreement, quantize,
                                  select_float_layers)
@@ -59,7 +60,7 @@ def person_crops(num: int) -> np.ndarray:
     for det in dets:
         image = cv2.imread(os.path.join(COCO_TINY, 'images', 'val2017', files[det['image_id']]))
         center, scale = box_to_center_scale(det['bbox'], 96 / 128)
-        crops.append(normalize_image(warp_crop(image, center, scale, 0.0, (96, 128))))
+        crops.append(person_crop(image, center, scale, (96, 128)))
     return np.stack(crops)
 
 
@@ -216,6 +217,7 @@ def test_quantize_keeps_the_fragile_layer_in_float(tmp_path, backend):
     assert report.agreement['score_diff'] < plain.agreement['score_diff'] / 3
     text = report.summary()
     assert 'pointwise (conv): cost' in text and 'PASS' in text and '48 crops' in text
+    assert file_precision(report.path) == 'int8'  # what TEST.PRECISION int8 in tools/test.py will find
     if backend == 'onnxruntime':
         graph = _onnx_graph(report.path)
         ops = [n.op_type for n in graph.node]

@@ -45,6 +45,8 @@ from torch import nn
 from lib.dataset import IMAGE_EXTENSIONS
 from lib.dataset.transforms import box_to_center_scale, person_crop
 
+from .runtime import file_runner
+
 __all__ = ['BACKENDS', 'DEFAULT_NUM_CROPS', 'DEFAULT_HOLDOUT', 'DEFAULT_SHARE', 'DEFAULT_MAX_FLOAT',
            'DEFAULT_MIN_AGREEMENT', 'LayerCost', 'QuantReport', 'calibration_crops', 'layer_sensitivity',
            'select_float_layers', 'onnx_node_names', 'openvino_node_names', 'quantize_onnx', 'quantize_openvino',
@@ -251,14 +253,12 @@ def layer_sensitivity(model: nn.Module, crops: np.ndarray, probes: int = 4, veri
     energy = _estimate_energy(model, crops, convs, ranges, q_weights, probes, batch_size, seed)
     table = {name: LayerCost(name, _conv_kind(name, m, head_name), energy[name] / signal) for name, m in convs.items()}
     ranked = sorted(table.values(), key=lambda c: c.estimate, reverse=True)
-    ref_peaks, ref_scores = _peaks(reference.numpy())
     for cost in ranked[:max(0, verify)]:
         out = _with_int8_layer(model, convs[cost.name], q_weights[cost.name], ranges[cost.name], crops, batch_size)
         cost.measured = float((out - reference).square().sum()) / signal
-        peaks, scores = _peaks(out.numpy())
-        dist = np.linalg.norm(peaks - ref_peaks, axis=-1)
-        cost.shift, cost.moved = float(dist.mean()), float((np.abs(peaks - ref_peaks).max(-1) > 1).mean())
-        cost.score_change = float(np.abs(scores - ref_scores).mean())
+        agreement = peak_agreement(reference.numpy(), out.numpy())
+        cost.shift, cost.moved = agreement['shift'], 1.0 - agreement['within_1px']
+        cost.score_change = agreement['score_diff']
     return sorted(table.values(), key=lambda c: c.cost, reverse=True)
 
 
@@ -528,15 +528,6 @@ def quantize_openvino(float_onnx_path: str | os.PathLike, out_xml_path: str | os
     return write_openvino(None, out_xml_path, model=quantised)
 
 
-def _runner(backend: str, path: str, threads: int):
-    if backend == 'onnxruntime':
-        from .runtime import create_session, run_session
-        session = create_session(path, threads=threads)
-        return lambda x: run_session(session, x)
-    from .openvino import openvino_runner
-    return openvino_runner(path, 'int8', threads)
-
-
 # --- 5. the whole step ------------------------------------------------------------------------------------
 @dataclass
 class QuantReport:
@@ -630,7 +621,7 @@ def quantize_file(model: nn.Module, float_onnx_path: str | os.PathLike, out_path
     seconds['quantisation'] = time.perf_counter() - start
     start = time.perf_counter()
     reference = _forward(model.eval(), check_crops, batch_size).numpy()
-    run = _runner(backend, os.fspath(out_path), threads)
+    run = file_runner(out_path, backend, 'int8', threads)
     heatmaps = np.concatenate([run(np.ascontiguousarray(check_crops[i:i + batch_size]))
                                for i in range(0, len(check_crops), batch_size)])
     seconds['check'] = time.perf_counter() - start
