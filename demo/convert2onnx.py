@@ -41,6 +41,7 @@ from lib.utils.logger import UserError
 from lib.export import DEFAULT_ATOL, DEFAULT_FACTOR, DEFAULT_OPSET, GRAPHS, export_and_check
 from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
 
+MIN_CALIB_NUM = 3
 SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
 
 
@@ -122,8 +123,9 @@ def check_format_args(args: argparse.Namespace, output: str) -> None:
     if args.precision == 'int8' and (args.graph != 'deploy' or not args.dynamic_batch):
         raise ValueError('--precision int8 quantises the deploy graph with a dynamic batch: drop --graph and add '
                          '--dynamic-batch')
-    if args.calib_num < 1:
-        raise ValueError(f'--calib-num must be >= 1, got {args.calib_num}')
+    if args.calib_num < MIN_CALIB_NUM:  # fewer leave no crop to hold out for the int8 check (see write_int8)
+        raise ValueError(f'--calib-num must be >= {MIN_CALIB_NUM} (up to a quarter of the crops are held out to check '
+                         f'the int8 file), got {args.calib_num}')
     if args.float_layers != 'auto' and not args.float_layers.isdigit():
         raise ValueError(f"--float-layers must be a number or 'auto', got '{args.float_layers}'")
 
@@ -174,8 +176,12 @@ def write_int8(args: argparse.Namespace, cfg, estimator: PoseEstimator, float_on
         print(f'error: {err}', file=sys.stderr)
         return 2
     float_layers = args.float_layers if args.float_layers == 'auto' else int(args.float_layers)
-    report = quantize_file(estimator.model, float_onnx, output, 'onnxruntime' if args.format == 'onnx' else 'openvino',
-                           crops, calib_source=source, float_layers=float_layers, threads=args.threads)
+    try:
+        report = quantize_file(estimator.model, float_onnx, output, 'onnxruntime' if args.format == 'onnx' else
+                               'openvino', crops, calib_source=source, float_layers=float_layers, threads=args.threads)
+    except ValueError as err:  # e.g. a calibration set too small to hold crops out for the check
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     print(report.summary())
     return 0 if report.passed else 1
 
