@@ -165,8 +165,9 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
         model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(cfg, device)
     if cfg.TRAIN.AMP and dtype is None:
-        logger.warning('TRAIN.AMP with TRAIN.AMP_DTYPE %s cannot run on %s; training in float32%s', cfg.TRAIN.AMP_DTYPE,
-                       device, " (TRAIN.AMP_DTYPE bfloat16 runs on CPUs)" if device.type == 'cpu' else '')
+        hint = ' (TRAIN.AMP_DTYPE bfloat16 runs on CPUs)' if device.type == 'cpu' else ''
+        logger.warning('TRAIN.AMP with TRAIN.AMP_DTYPE %s cannot run on %s; training in float32%s',
+                       cfg.TRAIN.AMP_DTYPE, device, hint)
 
     train_set = build_dataset(cfg, is_train=True)
     val_set = build_dataset(cfg, is_train=False, use_gt_bbox=cfg.TRAIN.VAL_USE_GT_BBOX)

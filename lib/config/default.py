@@ -155,13 +155,12 @@ _C.TEST.PRECISION = 'fp32'
 # The precisions each TEST.BACKEND runs (lib/export/backends.py; a rule in lib/config): onnxruntime's CPU
 # kernels have no bfloat16 convolutions; PyTorch int8/bf16 are not offered (export to a runtime instead).
 BACKEND_PRECISIONS = {'torch': ('fp32',), 'onnxruntime': ('fp32', 'int8'), 'openvino': ('fp32', 'bf16', 'int8')}
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')  # torch.compile's modes
 
 # Allowed values, checked by load_config when a config is loaded, so a bad value fails before any work
 # instead of after an epoch. A key not listed takes any value of its default's type. Forms: '>= 1',
 # '> 0', '[0, 1]' (closed), '[0, 1)' (half-open), or a tuple of the allowed strings. For a list key the
 # range applies to each item. Rules between keys (END_EPOCH > BEGIN_EPOCH, ...) are in lib/config.
-COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')  # torch.compile's
-
 RANGES = {
     'WORKERS': '>= 0',
     'PRINT_FREQ': '>= 1',

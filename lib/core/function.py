@@ -34,7 +34,8 @@ from lib.evaluation.pck import accuracy_on_device
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process
 from lib.utils.logger import EXIT_FAILED, UserError
 
-__all__ = ['NonFiniteLossError', 'amp_dtype', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference', 'validate']
+__all__ = ['NonFiniteLossError', 'amp_dtype', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference',
+           'validate']
 
 logger = logging.getLogger('litehrnet')
 
