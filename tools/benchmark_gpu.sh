@@ -11,8 +11,11 @@ OUT=${OUT:-output/benchmark_gpu}
 WORKERS=${WORKERS:-8}
 BATCH=${BATCH:-64}
 mkdir -p "$OUT"
-python -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; print(torch.__version__, torch.cuda.get_device_name())' \
-    || exit 2
+if ! python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    echo "error: torch sees no CUDA device; this script measures the GPU (tools/benchmark.py model/train for CPUs)" >&2
+    exit 2
+fi
+python -c 'import torch; print("torch", torch.__version__, "on", torch.cuda.get_device_name())'
 
 run() {  # run NAME SUBCOMMAND ARGS...: one benchmark, its table on the console, everything in $OUT/NAME.txt
     local name=$1
