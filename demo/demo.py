@@ -224,8 +224,9 @@ def image_id_of(path: str, name_to_id: dict[str, int]) -> int:
 def build_detector(args: argparse.Namespace) -> OnnxPersonDetector | None:
     if not args.det_model:
         return None
-    if args.det_file:
-        raise DemoError('--det-file and --det-model are two sources of person boxes: give one')
+    for flag, value in (('--det-file', args.det_file), ('--bbox', args.bbox)):
+        if value:  # the other source would win and the detector would load for nothing
+            raise DemoError(f'{flag} and --det-model are two sources of person boxes: give one')
     return OnnxPersonDetector(args.det_model, resize=args.det_resize, mean=args.det_mean, std=args.det_std,
                               rgb=args.det_rgb, cat_id=args.det_cat_id, score_thr=args.det_thr,
                               nms_thr=args.det_nms_thr, input_size=args.det_size, threads=args.threads)

@@ -377,3 +377,12 @@ def test_benchmark_video_reports_every_stage_for_each_people_count(capsys) -> No
         assert r['people_per_frame'] == r['people']  # every frame posed everyone, detector frame or not
         assert all(r['ms'][stage] > 0 for stage in ('crop', 'network', 'tracking', 'drawing'))
         assert r['detector_ms_per_call'] > 0 and r['pose_fps'] > r['e2e_fps'] > r['e2e_fps_with_detector'] > 0
+
+
+@pytest.mark.parametrize('flag, value', [('det_file', 'dets.json'), ('bbox', [(0.0, 0.0, 10.0, 20.0)])])
+def test_demo_refuses_a_second_box_source_beside_the_detector(demo, flag, value) -> None:
+    import argparse
+    args = argparse.Namespace(det_model='detector.onnx', det_file='', bbox=[])
+    setattr(args, flag, value)
+    with pytest.raises(demo.DemoError, match=f"--{flag.replace('_', '-')} and --det-model are two sources"):
+        demo.build_detector(args)
