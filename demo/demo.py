@@ -347,7 +347,7 @@ class VideoOutputs:
         self.video_path = output_path(args, name, '.mp4')
         self.jsonl_path = output_path(args, name, '.jsonl')
         self.json_path = output_path(args, name, '.json') if args.json else None
-        self.fps, self.header, self.frames = fps, header, []
+        self.fps, self.header = fps, header
         self.writer, self.count = None, 0
         try:
             self.jsonl = open(self.jsonl_path, 'w')
@@ -363,15 +363,15 @@ class VideoOutputs:
         self.writer.write(canvas)
         self.jsonl.write(json.dumps(record) + '\n')
         self.count += 1
-        if self.json_path:
-            self.frames.append(record)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
         self.jsonl.close()
-        if self.json_path:
-            write_json(self.json_path, {**self.header, 'fps': self.fps, 'frames': self.frames})
+        if self.json_path:  # built from the .jsonl: a long --camera run keeps no frame records in memory
+            with open(self.jsonl_path) as f:
+                frames = [json.loads(line) for line in f]
+            write_json(self.json_path, {**self.header, 'fps': self.fps, 'frames': frames})
 
 
 class Display:
