@@ -73,6 +73,9 @@ def test_regions_are_the_blocks_and_compiling_keeps_names() -> None:
     assert sum(type(r).__name__ == 'LiteHRModule' for r in regions) == 2 + 4 + 2  # every module of every stage
     compile_model(model)  # compiling is lazy: nothing runs until the first call
     assert is_compiled(model) and list(model.state_dict()) == names
+    # every module that held the eager 'train' kernels now holds the gather-free 'compiled' ones
+    holders = [m for m in model.modules() if hasattr(m, 'kernels')]
+    assert len(holders) > 20 and {m.kernels.name for m in holders} == {'compiled'}
     assert not any('_orig_mod' in n for n, _ in model.named_parameters())
 
 

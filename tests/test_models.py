@@ -119,15 +119,15 @@ def test_naive_head_takes_backbone_channels():
 # Kernel sets: one model, the operations written for eager training, ONNX export or the official order
 @pytest.mark.parametrize('name', sorted(VARIANTS))
 def test_kernel_sets_compute_the_same_model(name):
-    """'export' and 'official' build the same network: same heatmaps in eval mode, and in training mode the
-    same outputs, gradients and BN running statistics (the official order runs each branch-0 fuse path
-    twice with one plain update each; ours runs it once with the equivalent double update). In float64,
-    so that rounding differences between the two orders cannot hide a real one."""
+    """'export', 'official' and 'compiled' build the same network: same heatmaps in eval mode, and in training
+    mode the same outputs, gradients and BN running statistics (the official order runs each branch-0 fuse
+    path twice with one plain update each; ours runs it once with the equivalent double update). In
+    float64, so that rounding differences between the orders cannot hide a real one."""
     torch.manual_seed(0)
     model = _randomise_bn(build_model(_cfg(name, 'MODEL.INIT', 'kaiming'))).double()
     x = torch.randn(2, 3, *SIZE, dtype=torch.float64)
     rng_before = torch.random.get_rng_state()
-    others = {k: model.with_kernels(k) for k in ('export', 'official')}
+    others = {k: model.with_kernels(k) for k in ('export', 'official', 'compiled')}
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # building a copy draws no random numbers
     with torch.no_grad():
         ref = model.eval()(x)
@@ -137,15 +137,17 @@ def test_kernel_sets_compute_the_same_model(name):
     trained = model.train()
     loss = trained(x).square().mean()
     loss.backward()
-    official = others['official'].train()
-    official_loss = official(x).square().mean()
-    official_loss.backward()
-    assert torch.allclose(official_loss, loss, rtol=1e-10)
-    for (key, a), b in zip(trained.state_dict().items(), official.state_dict().values()):
-        assert torch.allclose(a.double(), b.double(), rtol=1e-9, atol=1e-12), key
     # Gradients as one vector: some are rounding noise around 0 (a BN bias followed by a train-mode BN).
-    grads, official_grads = (torch.cat([p.grad.flatten() for p in m.parameters()]) for m in (trained, official))
-    assert torch.allclose(official_grads, grads, rtol=0, atol=1e-9 * grads.abs().max().item())
+    grads = torch.cat([p.grad.flatten() for p in trained.parameters()])
+    for kernels in ('official', 'compiled'):
+        other = others[kernels].train()
+        other_loss = other(x).square().mean()
+        other_loss.backward()
+        assert torch.allclose(other_loss, loss, rtol=1e-10), kernels
+        for (key, a), b in zip(trained.state_dict().items(), other.state_dict().values()):
+            assert torch.allclose(a.double(), b.double(), rtol=1e-9, atol=1e-12), (kernels, key)
+        other_grads = torch.cat([p.grad.flatten() for p in other.parameters()])
+        assert torch.allclose(other_grads, grads, rtol=0, atol=1e-9 * grads.abs().max().item()), kernels
     with pytest.raises(ValueError, match="kernels must be one of"):
         model.with_kernels('fast')
     with pytest.raises(RuntimeError, match='before fold_bn'):

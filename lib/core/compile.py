@@ -3,6 +3,10 @@
     model = compile_model(build_model(cfg))                  # training: forward + backward compiled
     model = compile_model(build_model(cfg).eval().fold_bn())  # inference (TEST.COMPILE)
 
+Compiled modules use the 'compiled' kernel set (lib/models/layers.py): the eager 'train' set's gathers
+have a gradient that torch 2.13's inductor compiles wrongly for some shapes (a segfault in compiled
+training at 256x192); the broadcast forms compute the same numbers.
+
 Regional compilation: instead of one graph for the whole network, each repeated block is compiled on
 its own (`nn.Module.compile`, in place): the stem, every `LiteHRModule`, the transitions and the head.
 Dynamo treats parameters as graph inputs (inline_inbuilt_nn_modules, always on in torch >= 2.6), so
@@ -29,7 +33,7 @@ from typing import Callable, Iterator
 
 from torch import nn
 
-__all__ = ['compile_model', 'compiled_regions', 'compiler_available', 'is_compiled']
+__all__ = ['compile_model', 'compiled_regions', 'compiler_available', 'is_compiled', 'use_compiled_kernels']
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +91,23 @@ def compile_model(model: nn.Module, mode: str | None = None, dynamic: bool | Non
     # forward: 3 stage shapes x (first batch size, then a dynamic batch) x (train / eval / BN folded)
     # would pass 8 and silently run the rest eagerly.
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
+    use_compiled_kernels(model)
     regions = list(compiled_regions(model))
     for region in regions:
         region.compile(mode=mode, dynamic=dynamic)
         region._compiled_call_impl = _eager_on_failure(region, region._compiled_call_impl, regions)
     logger.info('compiled %d blocks of %s (mode %s)', len(regions), type(model).__name__, mode or 'default')
     return model
+
+
+def use_compiled_kernels(model: nn.Module) -> None:
+    """Switch every module of `model` that uses the eager 'train' kernels to the 'compiled' ones, in place
+    (same numbers; no gathers, whose compiled gradient is broken in torch 2.13: lib/models/layers.py)."""
+    from lib.models.layers import KERNELS
+    for module in model.modules():
+        kernels = getattr(module, 'kernels', None)
+        if kernels is not None and kernels.name == 'train':  # by name: copy.deepcopy copies the set
+            module.kernels = KERNELS['compiled']
 
 
 def is_compiled(model: nn.Module) -> bool:

@@ -256,6 +256,27 @@ def _upsample_interpolate(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=float(k), mode='nearest')
 
 
+def _upsample_broadcast(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Nearest upsampling as one broadcast of each pixel over a k x k block: no gather, so the gradient
+    is a plain block sum (the gather's gradient is an index_add; see the 'compiled' kernels)."""
+    if k == 1:
+        return x
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, k, w, k).reshape(b, c, h * k, w * k)
+
+
+def _multiply_nearest_broadcast(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """multiply_nearest by broadcasting the weights over x's blocks: no gather (as _upsample_broadcast)."""
+    b, c, h, w = x.shape
+    hs, ws = weights.shape[-2:]
+    if (h, w) == (hs, ws):
+        return x * weights
+    if h % hs or w % ws:
+        return x * F.interpolate(weights, size=(h, w), mode='nearest')
+    blocks = x.reshape(b, c, hs, h // hs, ws, w // ws)
+    return (blocks * weights[:, :, :, None, :, None]).reshape(b, c, h, w)
+
+
 def _multiply_resized_constant(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """x * nearest-resized weights as Resize + Mul, the size a constant of the traced graph."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -319,6 +340,12 @@ KERNELS: dict[str, Kernels] = {
     # of adaptive pooling, one stack for concat + shuffle, each branch-0 fuse path run once.
     'train': Kernels('train', _upsample_gather, multiply_nearest, pool_to, concat_shuffle, _bilinear_to_size,
                      official_fusion=False),
+    # torch.compile (lib/core/compile.py switches a 'train' model to these): 'train' without gathers.
+    # Inductor fuses either form into the same loops, but in torch 2.13 its CPU code for the gathers'
+    # gradient (an index_add) computes wrong indices for some shapes and writes outside its buffer:
+    # compiled training of Lite-HRNet-18 at 256x192, batch 32 crashed with a segfault in stage 4.
+    'compiled': Kernels('compiled', _upsample_broadcast, _multiply_nearest_broadcast, pool_to, concat_shuffle,
+                        _bilinear_to_size, official_fusion=False),
     # ONNX export: one standard operator each with constant sizes (the eager forms above trace into long
     # Shape/Gather/Expand/ReduceSum chains that onnxruntime runs slowly).
     'export': Kernels('export', _upsample_interpolate, _multiply_resized_constant, _pool_constant_kernel,
