@@ -40,6 +40,7 @@ from lib.utils.cli import parse_args_with_overrides
 from lib.utils.logger import UserError
 from lib.export import DEFAULT_ATOL, DEFAULT_FACTOR, DEFAULT_OPSET, GRAPHS, export_and_check
 from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
+from lib.export.quantize import DEFAULT_NUM_CROPS
 
 MIN_CALIB_NUM = 3
 SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
@@ -69,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'sensitive layers kept in float (listed in the report); checked by heatmap-peak agreement')
     parser.add_argument('--calib-dir', default='', help='int8: a folder of person images (each taken whole as one '
                         'person box) to calibrate on (default: the config\'s training set, ground-truth boxes)')
-    parser.add_argument('--calib-num', type=int, default=300, help='int8: number of calibration crops (default 300)')
+    parser.add_argument('--calib-num', type=int, default=DEFAULT_NUM_CROPS,
+                        help=f'int8: number of calibration crops (default {DEFAULT_NUM_CROPS})')
     parser.add_argument('--float-layers', default='auto', help='int8: how many of the most sensitive layers stay in '
                         'float: a number, or auto (default)')
     parser.add_argument('--factor', type=float, default=DEFAULT_FACTOR, help='float parity: accepted multiple of '
@@ -168,10 +170,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_int8(args: argparse.Namespace, cfg, estimator: PoseEstimator, float_onnx: str, output: str) -> int:
     """Quantise the checked float graph for --format's runtime; print the report (exit 1 when it fails)."""
-    from lib.export.quantize import DEFAULT_HOLDOUT, calibration_crops, quantize_file
-    try:  # --calib-num crops to calibrate on, and as many again up to DEFAULT_HOLDOUT to check the file on
-        crops, source = calibration_crops(cfg, args.calib_num + min(DEFAULT_HOLDOUT, args.calib_num // 3),
-                                          calib_dir=args.calib_dir or None)
+    from lib.export.quantize import calibration_crops, crops_to_draw, quantize_file
+    try:  # --calib-num crops to calibrate on, and more that quantize_file holds out to check the file on
+        crops, source = calibration_crops(cfg, crops_to_draw(args.calib_num), calib_dir=args.calib_dir or None)
     except (FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

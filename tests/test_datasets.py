@@ -134,6 +134,28 @@ def test_worker_seeding_is_reproducible(coco_tiny):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_box_jitter_starts_at_its_epoch_in_loader_workers(coco_tiny):
+    """DATASET.BOX_JITTER_START_EPOCH: no jitter before that epoch, every box moved from it on, also in the
+    loader's worker processes (they are started afresh each epoch from the dataset set_epoch updated)."""
+    from lib.core.function import build_loader
+    cfg = coco_cfg(coco_tiny, 'DATASET.SCALE_FACTOR', 0.0, 'DATASET.PROB_ROTATION', 0.0, 'DATASET.FLIP', False,
+                   'DATASET.PROB_HALF_BODY', 0.0, 'DATASET.PROB_BOX_JITTER', 1.0, 'DATASET.BOX_JITTER_START_EPOCH', 1,
+                   'WORKERS', 1, 'TRAIN.BATCH_SIZE_PER_GPU', 2, 'TRAIN.SHUFFLE', False)
+    ds = build_dataset(cfg, is_train=True)
+    loader = build_loader(cfg, ds, train=True)
+    record_centers = np.stack([ds.db[i]['center'] for i in range(len(loader) * 2)]).astype(np.float32)
+
+    def centers(epoch: int) -> np.ndarray:
+        loader.sampler.set_epoch(epoch)
+        ds.set_epoch(epoch)
+        return np.concatenate([meta['center'].numpy() for *_, meta in loader])
+
+    np.testing.assert_array_equal(centers(0), record_centers)
+    moved = np.abs(centers(1) - record_centers).max(axis=1)
+    assert (moved > 0).all()
+    assert (moved <= 0.2 * np.stack([ds.db[i]['scale'] for i in range(len(moved))]).max(axis=1) * 200 + 1e-3).all()
+
+
 # ---------------------------------------------------------------------------------------------- MPII
 def test_mpii_loader(mpii_tiny):
     cfg = load_config(os.path.join(REPO, MPII_YAML), ['DATASET.ROOT', mpii_tiny])

@@ -26,9 +26,9 @@ from lib.core.inference import PoseEstimator
 from lib.dataset.transforms import box_to_center_scale, normalize_image, person_crop
 from lib.export import export_onnx, to_deploy
 from lib.export.backends import file_precision
-from lib.export.quantize import (calibration_crops, fake_quant_activation, fake_quant_weight, layer_sensitivity,
-                                 onnx_node_names, openvino_node_names, peak_agreement, quantize,
-                                 select_float_layers)
+from lib.export.quantize import (DEFAULT_HOLDOUT, calibration_crops, crops_to_draw, fake_quant_activation,
+                                 fake_quant_weight, layer_sensitivity, onnx_node_names, openvino_node_names,
+                                 peak_agreement, quantize, select_float_layers)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,6 +147,16 @@ def test_calibration_crops_errors(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- simulation
+def test_crops_to_draw_leaves_exactly_calib_num_after_the_holdout():
+    """quantize_file holds out the last min(DEFAULT_HOLDOUT, n // 4) crops for the check; drawing
+    crops_to_draw(k) leaves exactly k to calibrate on (convert2onnx --calib-num and the benchmark use it)."""
+    for k in range(3, 1000):
+        n = crops_to_draw(k)
+        held = min(DEFAULT_HOLDOUT, n // 4)
+        assert held >= 1 and n - held == k, k
+    assert crops_to_draw(300) == 364
+
+
 def test_fake_quant_grids():
     w = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0], [3.0, 1.0, -3.0]]).reshape(3, 3, 1, 1)
     q = fake_quant_weight(w)

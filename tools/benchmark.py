@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from lib.config import load_config
+from lib.export.quantize import DEFAULT_NUM_CROPS
 from lib.models import VARIANTS, build_model
 from lib.utils.cli import parse_args_with_overrides
 from lib.utils.timing import Timing, time_interleaved
@@ -464,8 +465,8 @@ def deployment_runners(args, cfg, model: torch.nn.Module, modes: list[str], work
             runners[mode] = file_runner(float_onnx, 'openvino', OV_PRECISIONS[mode], threads)
             build_s[mode] = export_s + time.perf_counter() - start
             continue
-        from lib.export.quantize import calibration_crops, quantize_file
-        crops = crops if crops is not None else calibration_crops(cfg, args.calib_num)[0]
+        from lib.export.quantize import calibration_crops, crops_to_draw, quantize_file
+        crops = crops if crops is not None else calibration_crops(cfg, crops_to_draw(args.calib_num))[0]
         suffix = '.onnx' if INT8_MODES[mode] == 'onnxruntime' else '.xml'
         report = quantize_file(model, float_onnx, os.path.join(workdir, f'{cfg.MODEL.NAME}_{mode}{suffix}'),
                                INT8_MODES[mode], crops, threads=threads)
@@ -582,7 +583,7 @@ def run_train(args: argparse.Namespace) -> int:
     the run: real epochs are long, and workers restarting would be charged to the wait)."""
     from torch.utils.data import Subset
 
-    from lib.core.function import amp_dtype, build_loader, train_one_epoch
+    from lib.core.function import amp_dtype, build_loader, grad_scaler, train_one_epoch
     from lib.core.loss import build_loss
     from train import build_optimizer  # tools/train.py: the optimizer training uses
 
@@ -605,7 +606,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name, model in models.items():
             model.to(device)
             optimizer = build_optimizer(cfg, model)
-            scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+            scaler = grad_scaler(cfg, device)
             feeds[name] = TimedBatches(source, args.iters)
             state = {'iteration': 0}
 
@@ -788,7 +789,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--dynamic-batch', action='store_true', help='one dynamic-batch ONNX file per graph '
                    '(default: a fixed-batch file per batch size, which onnxruntime optimises further)')
     p.add_argument('--ap', action='store_true', help="also each mode's AP (PCKh) on the config's val set")
-    p.add_argument('--calib-num', type=int, default=300, help='int8 modes: calibration crops from the training set')
+    p.add_argument('--calib-num', type=int, default=DEFAULT_NUM_CROPS,
+                   help='int8 modes: calibration crops from the training set')
 
     p = subcommand('compare', run_compare, 'batch-1 latency of ONNX files side by side (--cfg is not used)')
     timing_args(p, 60.0)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lib.config import load_config, output_dirs
 from lib.core.compile import compile_model
-from lib.core.function import NonFiniteLossError, amp_dtype, build_loader, train_one_epoch, validate
+from lib.core.function import NonFiniteLossError, amp_dtype, build_loader, grad_scaler, train_one_epoch, validate
 from lib.core.loss import build_loss
 from lib.dataset import build_dataset
 from lib.models import build_model
@@ -181,7 +181,7 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
 
     criterion = build_loss(cfg)
     optimizer = build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # bfloat16 needs no loss scaling
+    scaler = grad_scaler(cfg, device)
     start_epoch, iteration = cfg.TRAIN.BEGIN_EPOCH, cfg.TRAIN.BEGIN_EPOCH * iters_per_epoch
     best_perf, best_epoch, saved_epoch = -float('inf'), -1, None
     ckpt_path = os.path.join(output_dir, 'checkpoint.pth')
@@ -208,6 +208,7 @@ def run_training(cfg, args: argparse.Namespace, dist_info, stale_lock_warning: s
 
     for epoch in range(start_epoch, cfg.TRAIN.END_EPOCH):
         train_loader.sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)  # epoch-dependent augmentation (DATASET.BOX_JITTER_START_EPOCH)
         # Augmentation seeds of this epoch: workers draw theirs from the loader's generator, the main
         # process (WORKERS 0) from torch's; both are a pure function of (SEED, epoch, rank).
         train_loader.generator.manual_seed(seed_for(cfg, epoch, rank))

@@ -80,6 +80,8 @@ _C.DATASET.PROB_HALF_BODY = 0.3  # probability of cropping to the upper or lower
 _C.DATASET.PROB_HALF_BODY_UPPER = 0.5  # choice of upper vs lower body (official code: ~0.69, see README)
 _C.DATASET.PROB_BOX_JITTER = 0.0  # probability of moving the box centre during training (official: COCO only)
 _C.DATASET.BOX_JITTER_FACTOR = 0.2  # ...by up to this fraction of the box width/height
+_C.DATASET.BOX_JITTER_START_EPOCH = 0  # ...from this training epoch on (0: all); a late start learns the task on
+# GT boxes first, then to be robust to detector boxes (experiments/synthetic/quickstart.yaml)
 _C.DATASET.SELECT_DATA = False  # COCO training set: keep only people whose visible joints are centred in the box
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +183,7 @@ RANGES = {
     'DATASET.PROB_HALF_BODY_UPPER': '[0, 1]',
     'DATASET.PROB_BOX_JITTER': '[0, 1]',
     'DATASET.BOX_JITTER_FACTOR': '>= 0',
+    'DATASET.BOX_JITTER_START_EPOCH': '>= 0',
     'TRAIN.OPTIMIZER': ('adam', 'adamw', 'sgd'),
     'TRAIN.AMP_DTYPE': ('float16', 'bfloat16'),
     'TRAIN.COMPILE_MODE': COMPILE_MODES,

@@ -34,8 +34,8 @@ from lib.evaluation.pck import accuracy_on_device
 from lib.utils.dist import gather_predictions, get_world_size, is_main_process
 from lib.utils.logger import EXIT_FAILED, UserError
 
-__all__ = ['NonFiniteLossError', 'amp_dtype', 'build_loader', 'empty_predictions', 'train_one_epoch', 'run_inference',
-           'validate']
+__all__ = ['NonFiniteLossError', 'amp_dtype', 'build_loader', 'empty_predictions', 'grad_scaler', 'train_one_epoch',
+           'run_inference', 'validate']
 
 logger = logging.getLogger('litehrnet')
 
@@ -65,6 +65,12 @@ def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
         supported = device.type == 'cpu' or (device.type == 'cuda' and torch.cuda.is_bf16_supported())
         return torch.bfloat16 if supported else None
     return torch.float16 if device.type == 'cuda' else None
+
+
+def grad_scaler(cfg, device: torch.device) -> torch.amp.GradScaler:
+    """The loss scaler of a training run: enabled exactly for float16 autocast (bfloat16 keeps float32's
+    exponent range and needs no loss scaling; float32 neither)."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg, device) == torch.float16)
 
 
 def build_loader(cfg, dataset, train: bool, world_size: int = 1, rank: int = 0) -> DataLoader:

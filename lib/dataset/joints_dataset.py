@@ -139,6 +139,8 @@ class JointsDataset(Dataset):
         self.prob_half_body_upper = d.PROB_HALF_BODY_UPPER
         self.prob_box_jitter = d.PROB_BOX_JITTER
         self.box_jitter_factor = d.BOX_JITTER_FACTOR
+        self.box_jitter_start_epoch = d.BOX_JITTER_START_EPOCH
+        self.epoch = 0  # the training epoch (set_epoch): augmentation can depend on it
         self.use_joint_weights = bool(cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
         self._rng_seed: int | None = None
         self._rng: np.random.Generator | None = None
@@ -146,6 +148,15 @@ class JointsDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.db)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch the next samples belong to (tools/train.py calls it before each epoch).
+
+        Loader workers see it because build_loader's workers are not persistent: each epoch starts
+        fresh workers from this object. Box jitter applies from DATASET.BOX_JITTER_START_EPOCH on; the
+        augmentation stays a pure function of (seed, epoch), so resumed runs stay exact.
+        """
+        self.epoch = int(epoch)
 
     # ------------------------------------------------------------------ randomness
     def rng(self) -> np.random.Generator:
@@ -168,7 +179,8 @@ class JointsDataset(Dataset):
         scale = np.array(record['scale'], dtype=np.float32)
         joints = np.array(record['joints'], dtype=np.float32)
         visible = np.array(record['visible'], dtype=np.float32)
-        if self.prob_box_jitter > 0 and rng.random() < self.prob_box_jitter:
+        jitter = self.prob_box_jitter > 0 and self.epoch >= self.box_jitter_start_epoch
+        if jitter and rng.random() < self.prob_box_jitter:
             center = random_box_shift(center, scale, rng, self.box_jitter_factor)
         if visible.sum() > self.num_joints_half_body and rng.random() < self.prob_half_body:
             box = half_body_box(joints, visible, self.metainfo.upper_body_ids, self.metainfo.lower_body_ids,

@@ -47,14 +47,15 @@ from lib.dataset.transforms import box_to_center_scale, person_crop
 
 from .runtime import file_runner
 
-__all__ = ['BACKENDS', 'DEFAULT_NUM_CROPS', 'DEFAULT_HOLDOUT', 'DEFAULT_SHARE', 'DEFAULT_MAX_FLOAT',
-           'DEFAULT_MIN_AGREEMENT', 'LayerCost', 'QuantReport', 'calibration_crops', 'layer_sensitivity',
-           'select_float_layers', 'onnx_node_names', 'openvino_node_names', 'quantize_onnx', 'quantize_openvino',
-           'peak_agreement', 'quantize_file', 'quantize', 'fake_quant_weight', 'fake_quant_activation']
+__all__ = ['INT8_RUNTIMES', 'DEFAULT_NUM_CROPS', 'DEFAULT_HOLDOUT', 'DEFAULT_SHARE', 'DEFAULT_MAX_FLOAT',
+           'DEFAULT_MIN_AGREEMENT', 'LayerCost', 'QuantReport', 'calibration_crops', 'crops_to_draw',
+           'layer_sensitivity', 'select_float_layers', 'onnx_node_names', 'openvino_node_names', 'quantize_onnx',
+           'quantize_openvino', 'peak_agreement', 'quantize_file', 'quantize', 'fake_quant_weight',
+           'fake_quant_activation']
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ('onnxruntime', 'openvino')
+INT8_RUNTIMES = ('onnxruntime', 'openvino')  # the runtimes an int8 file is written for
 DEFAULT_NUM_CROPS = 300  # calibration crops (the issue asks for >= 300 training crops)
 DEFAULT_HOLDOUT = 64  # crops kept out of calibration to check the int8 file with
 DEFAULT_SENSITIVITY_CROPS = 32  # crops the per-layer costs are measured on
@@ -580,6 +581,12 @@ def _exported_network(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def crops_to_draw(calib_num: int) -> int:
+    """How many crops to draw so that quantize_file's hold-out (the last min(DEFAULT_HOLDOUT, n // 4),
+    kept for the check) leaves exactly `calib_num` of them to calibrate on."""
+    return calib_num + min(DEFAULT_HOLDOUT, calib_num // 3)
+
+
 def quantize_file(model: nn.Module, float_onnx_path: str | os.PathLike, out_path: str | os.PathLike, backend: str,
                   crops: np.ndarray, calib_source: str = 'given crops', float_layers: int | str = 'auto',
                   check_crops: np.ndarray | None = None, holdout: int = DEFAULT_HOLDOUT, threads: int = 2,
@@ -596,8 +603,8 @@ def quantize_file(model: nn.Module, float_onnx_path: str | os.PathLike, out_path
     sensitivity is measured on it, the check compares the file with `model`. calibration: onnxruntime's
     ranges ('percentile' or 'minmax', see `quantize_onnx`); NNCF uses its own.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    if backend not in INT8_RUNTIMES:
+        raise ValueError(f'backend must be one of {INT8_RUNTIMES}, got {backend!r}')
     crops = np.asarray(crops, dtype=np.float32)
     if check_crops is None:
         held = min(int(holdout), len(crops) // 4)
