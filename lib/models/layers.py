@@ -228,12 +228,13 @@ class NearestUpsample(nn.Module):
         return f'scale_factor={self.scale_factor}, mode=nearest, kernels={self.kernels.name}'
 
 
-def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def multiply_nearest(x: torch.Tensor, weights: torch.Tensor, gather: bool = True) -> torch.Tensor:
     """`x * F.interpolate(weights, size=x.shape[-2:], mode='nearest')` without building the resized map.
 
     x: (B, C, H, W), weights: (B, C, h, w). When H, W are integer multiples of h, w, nearest resizing
-    repeats each weight over a kh x kw block: we repeat along W on the small map only, then let
-    broadcasting repeat over the kh rows (keeping a long contiguous inner loop).
+    repeats each weight over a kh x kw block. gather=True (eager): we repeat along W on the small map only,
+    then let broadcasting repeat over the kh rows (keeping a long contiguous inner loop). gather=False
+    (the 'compiled' kernels): the weights are broadcast over x's blocks in both directions.
     """
     b, c, h, w = x.shape
     hs, ws = weights.shape[-2:]
@@ -241,6 +242,9 @@ def multiply_nearest(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return x * weights
     if h % hs or w % ws:
         return x * F.interpolate(weights, size=(h, w), mode='nearest')
+    if not gather:
+        blocks = x.reshape(b, c, hs, h // hs, ws, w // ws)
+        return (blocks * weights[:, :, :, None, :, None]).reshape(b, c, h, w)
     rows = _repeat_last(weights, w // ws).unsqueeze(3)  # (B, C, hs, 1, W)
     return (x.reshape(b, c, hs, h // hs, w) * rows).view(b, c, h, w)
 
@@ -266,15 +270,7 @@ def _upsample_broadcast(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _multiply_nearest_broadcast(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """multiply_nearest by broadcasting the weights over x's blocks: no gather (as _upsample_broadcast)."""
-    b, c, h, w = x.shape
-    hs, ws = weights.shape[-2:]
-    if (h, w) == (hs, ws):
-        return x * weights
-    if h % hs or w % ws:
-        return x * F.interpolate(weights, size=(h, w), mode='nearest')
-    blocks = x.reshape(b, c, hs, h // hs, ws, w // ws)
-    return (blocks * weights[:, :, :, None, :, None]).reshape(b, c, h, w)
+    return multiply_nearest(x, weights, gather=False)
 
 
 def _multiply_resized_constant(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
