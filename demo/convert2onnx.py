@@ -126,8 +126,8 @@ def check_format_args(args: argparse.Namespace, output: str) -> None:
         raise ValueError('--precision int8 quantises the deploy graph with a dynamic batch: drop --graph and add '
                          '--dynamic-batch')
     if args.calib_num < MIN_CALIB_NUM:  # fewer leave no crop to hold out for the int8 check (see write_int8)
-        raise ValueError(f'--calib-num must be >= {MIN_CALIB_NUM} (up to a quarter of the crops are held out to check '
-                         f'the int8 file), got {args.calib_num}')
+        raise ValueError(f'--calib-num must be >= {MIN_CALIB_NUM} (a third as many crops again, up to 64, are '
+                         f'drawn to check the int8 file), got {args.calib_num}')
     if args.float_layers != 'auto' and not args.float_layers.isdigit():
         raise ValueError(f"--float-layers must be a number or 'auto', got '{args.float_layers}'")
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lib.config import load_config
 from lib.models import VARIANTS, build_model
@@ -152,6 +153,34 @@ def test_kernel_sets_compute_the_same_model(name):
         model.with_kernels('fast')
     with pytest.raises(RuntimeError, match='before fold_bn'):
         model.eval().fold_bn().with_kernels('export')
+
+
+class _AtenOps(TorchDispatchMode):
+    """Records the names of the ATen operators that run (forward and, on CPU, backward) while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_compiled_kernels_run_no_gather_forward_or_backward():
+    """The 'compiled' set exists to keep gathers (and their index_add gradient, which torch 2.13's inductor
+    miscompiles) out of compiled graphs: a training step of a 'compiled' model runs neither; the eager
+    'train' set does (so the recorder sees backward operators too)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *SIZE)
+    ops = {}
+    for kernels in ('train', 'compiled'):
+        model = build_model(_cfg('litehrnet_18'), kernels=kernels).train()
+        with _AtenOps() as recorder:
+            model(x).square().mean().backward()
+        ops[kernels] = recorder.names
+    assert {'index_select', 'index_add'} <= ops['train']
+    assert not {'index_select', 'index_add', 'gather', 'scatter_add'} & ops['compiled']
 
 
 # ---------------------------------------------------------------------------------------------

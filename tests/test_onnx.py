@@ -160,7 +160,8 @@ def test_convert2onnx_rejects_bad_opset_and_output_before_exporting(tmp_path, ca
     assert error_of('--output', str(tmp_path / 'no' / 'm.onnx')) == \
         f'error: --output {tmp_path / "no" / "m.onnx"}: the folder {tmp_path / "no"} does not exist\n'
     assert error_of('--precision', 'int8', '--dynamic-batch', '--calib-num', '2') == \
-        'error: --calib-num must be >= 3 (up to a quarter of the crops are held out to check the int8 file), got 2\n'
+        'error: --calib-num must be >= 3 (a third as many crops again, up to 64, are drawn to check the int8 ' \
+        'file), got 2\n'
     blocker = tmp_path / 'file'
     blocker.write_text('')
     assert f'the folder {blocker} is a file, not a folder' in error_of('--output', str(blocker / 'm.onnx'))

@@ -29,7 +29,8 @@ def tiny_opts(root: str, out: str, **extra) -> list[str]:
             'MODEL.IMAGE_SIZE': '[64,64]', 'MODEL.HEATMAP_SIZE': '[16,16]', 'WORKERS': '0',
             'TRAIN.BATCH_SIZE_PER_GPU': '4', 'TEST.BATCH_SIZE_PER_GPU': '8', 'TRAIN.MAX_ITERS_PER_EPOCH': '2',
             'TRAIN.LR_SCHEDULE': 'step', 'TRAIN.LR_STEP': '[1]', 'TRAIN.WARMUP_ITERS': '3',
-            'TRAIN.END_EPOCH': '2', 'TRAIN.VAL_INTERVAL': '1', 'TEST.FLIP_TEST': 'False', 'PRINT_FREQ': '1'}
+            'TRAIN.END_EPOCH': '2', 'TRAIN.VAL_INTERVAL': '1', 'TEST.FLIP_TEST': 'False', 'PRINT_FREQ': '1',
+            'DATASET.BOX_JITTER_START_EPOCH': '1'}  # epoch-dependent augmentation: the resume lands on its start
     opts.update(extra)
     return [item for pair in opts.items() for item in pair]
 

@@ -300,7 +300,7 @@ def test_frame_reader_skips_undecodable_frames_and_finds_the_end() -> None:
     many = [np.full((4, 4, 3), i % 256, np.uint8) for i in range(MAX_CONSECUTIVE_FAILURES + 3)]
     reader = FrameReader(ScriptedCapture(many, fail={i: 'retrieve' for i in range(1, MAX_CONSECUTIVE_FAILURES + 1)}))
     assert [i for i, _, _ in reader] == [0]
-    assert (reader.skipped, reader.unread_at_end) == (0, MAX_CONSECUTIVE_FAILURES - 1)
+    assert (reader.skipped, reader.unread_at_end) == (0, MAX_CONSECUTIVE_FAILURES)  # each bad frame counted
     one_fewer = {i: 'retrieve' for i in range(1, MAX_CONSECUTIVE_FAILURES)}  # then a good frame: all were skipped
     reader = FrameReader(ScriptedCapture(many, fail=one_fewer))
     assert [i for i, _, _ in reader][:2] == [0, MAX_CONSECUTIVE_FAILURES] and reader.skipped == len(one_fewer)

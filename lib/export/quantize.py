@@ -581,10 +581,10 @@ def _exported_network(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def crops_to_draw(calib_num: int) -> int:
-    """How many crops to draw so that quantize_file's hold-out (the last min(DEFAULT_HOLDOUT, n // 4),
-    kept for the check) leaves exactly `calib_num` of them to calibrate on."""
-    return calib_num + min(DEFAULT_HOLDOUT, calib_num // 3)
+def crops_to_draw(calib_num: int, holdout: int = DEFAULT_HOLDOUT) -> int:
+    """How many crops to draw so that quantize_file's hold-out (the last min(holdout, n // 4), kept for
+    the check) leaves exactly `calib_num` of them to calibrate on: a third as many again, up to holdout."""
+    return calib_num + min(holdout, calib_num // 3)
 
 
 def quantize_file(model: nn.Module, float_onnx_path: str | os.PathLike, out_path: str | os.PathLike, backend: str,

@@ -20,7 +20,8 @@ __all__ = ['KERNELS', 'Kernels', 'VARIANTS', 'LiteHRNet', 'LiteHRNetSpec', 'Pose
 
 def build_model(cfg, kernels: Kernels | str = 'train') -> PoseLiteHRNet:
     """The model described by cfg.MODEL (NAME, NUM_JOINTS, WITH_CP, NORM_EVAL, INIT), written with the
-    kernel set `kernels`: 'train' (eager PyTorch, the default), 'export' (ONNX) or 'official'."""
+    kernel set `kernels`: 'train' (eager PyTorch, the default), 'compiled' (torch.compile), 'export' (ONNX)
+    or 'official'."""
     name = cfg.MODEL.NAME
     if name not in VARIANTS:
         raise ValueError(f"MODEL.NAME {name!r} is not a known variant; choose one of {sorted(VARIANTS)}")

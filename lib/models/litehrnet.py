@@ -402,7 +402,8 @@ class PoseLiteHRNet(nn.Module):
 
     def with_kernels(self, kernels: Kernels | str) -> 'PoseLiteHRNet':
         """The same network and weights built with another kernel set (a new model; this one is unchanged):
-        'train', 'export' (ONNX) or 'official' (the official code's forward order, a speed baseline)."""
+        'train', 'compiled' (torch.compile), 'export' (ONNX) or 'official' (the official code's forward order,
+        a speed baseline)."""
         if self.bn_folded:
             raise RuntimeError('choose the kernels before fold_bn(): model.with_kernels(k).fold_bn()')
         weights = next(self.parameters())

@@ -49,9 +49,11 @@ class FrameReader:
             grabbed = bool(self.capture.grab())
             frame = self._retrieve() if grabbed else None
             if frame is None:
-                if self._stream_ended(index, failures, grabbed):
+                if self._stream_ended(index, grabbed):
                     break
                 failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:  # give up: these bad frames count as unread
+                    break
                 continue
             self.skipped += failures
             failures = 0
@@ -67,10 +69,8 @@ class FrameReader:
         ok, frame = self.capture.retrieve()
         return frame if ok and frame is not None and frame.size else None
 
-    def _stream_ended(self, index: int, failures: int, grabbed: bool) -> bool:
+    def _stream_ended(self, index: int, grabbed: bool) -> bool:
         """After a failure at `index`: whether it is the end of the stream rather than a bad frame."""
-        if failures + 1 >= MAX_CONSECUTIVE_FAILURES:
-            return True
         if grabbed:  # the frame was there; it did not decode
             return False
         return not (self.live or (self.frame_count is not None and index < self.frame_count))
