@@ -40,9 +40,8 @@ from lib.utils.cli import parse_args_with_overrides
 from lib.utils.logger import UserError
 from lib.export import DEFAULT_ATOL, DEFAULT_FACTOR, DEFAULT_OPSET, GRAPHS, export_and_check
 from lib.export.onnx import MIN_OPSET, check_opset, check_output_file
-from lib.export.quantize import DEFAULT_NUM_CROPS
+from lib.export.quantize import DEFAULT_HOLDOUT, DEFAULT_NUM_CROPS, MIN_CALIB_NUM
 
-MIN_CALIB_NUM = 3
 SAMPLE_IMAGES = os.path.join(_init_paths.REPO_ROOT, 'tests', 'data', 'coco_tiny', 'images', 'val2017')
 
 
@@ -125,9 +124,9 @@ def check_format_args(args: argparse.Namespace, output: str) -> None:
     if args.precision == 'int8' and (args.graph != 'deploy' or not args.dynamic_batch):
         raise ValueError('--precision int8 quantises the deploy graph with a dynamic batch: drop --graph and add '
                          '--dynamic-batch')
-    if args.calib_num < MIN_CALIB_NUM:  # fewer leave no crop to hold out for the int8 check (see write_int8)
-        raise ValueError(f'--calib-num must be >= {MIN_CALIB_NUM} (a third as many crops again, up to 64, are '
-                         f'drawn to check the int8 file), got {args.calib_num}')
+    if args.calib_num < MIN_CALIB_NUM:  # fewer leave no crop to hold out for the int8 check (crops_to_draw)
+        raise ValueError(f'--calib-num must be >= {MIN_CALIB_NUM} (a third as many crops again, up to '
+                         f'{DEFAULT_HOLDOUT}, are drawn to check the int8 file), got {args.calib_num}')
     if args.float_layers != 'auto' and not args.float_layers.isdigit():
         raise ValueError(f"--float-layers must be a number or 'auto', got '{args.float_layers}'")
 

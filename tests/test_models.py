@@ -286,8 +286,10 @@ def test_channel_shuffle_known_answer():
 def test_resize_helpers_match_torch():
     x = torch.randn(2, 3, 8, 12)
     w = torch.randn(2, 3, 2, 3)
-    assert torch.equal(multiply_nearest(x, w), x * F.interpolate(w, size=(8, 12), mode='nearest'))
-    assert torch.equal(upsample_nearest(w, 4, 4), F.interpolate(w, scale_factor=4, mode='nearest'))
+    for gather in (True, False):  # the eager form and the gather-free one of the 'compiled' kernels
+        assert torch.equal(multiply_nearest(x, w, gather), x * F.interpolate(w, size=(8, 12), mode='nearest'))
+        assert torch.equal(upsample_nearest(w, 4, 4, gather), F.interpolate(w, scale_factor=4, mode='nearest'))
+        assert torch.equal(upsample_nearest(w, 2, 3, gather), F.interpolate(w, scale_factor=(2, 3), mode='nearest'))
     assert torch.allclose(pool_to(x, (2, 3)), F.adaptive_avg_pool2d(x, (2, 3)), atol=1e-6)
     odd = torch.randn(1, 2, 7, 5)  # sizes that do not divide: falls back to adaptive pooling
     assert torch.equal(pool_to(odd, (2, 2)), F.adaptive_avg_pool2d(odd, (2, 2)))

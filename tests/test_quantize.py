@@ -26,9 +26,9 @@ from lib.core.inference import PoseEstimator
 from lib.dataset.transforms import box_to_center_scale, normalize_image, person_crop
 from lib.export import export_onnx, to_deploy
 from lib.export.backends import file_precision
-from lib.export.quantize import (DEFAULT_HOLDOUT, calibration_crops, crops_to_draw, fake_quant_activation,
-                                 fake_quant_weight, layer_sensitivity, onnx_node_names, openvino_node_names,
-                                 peak_agreement, quantize, select_float_layers)
+from lib.export.quantize import (DEFAULT_HOLDOUT, MIN_CALIB_NUM, calibration_crops, crops_to_draw,
+                                 fake_quant_activation, fake_quant_weight, layer_sensitivity, onnx_node_names,
+                                 openvino_node_names, peak_agreement, quantize, select_float_layers)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,10 +150,11 @@ def test_calibration_crops_errors(tmp_path):
 def test_crops_to_draw_leaves_exactly_calib_num_after_the_holdout():
     """quantize_file holds out the last min(DEFAULT_HOLDOUT, n // 4) crops for the check; drawing
     crops_to_draw(k) leaves exactly k to calibrate on (convert2onnx --calib-num and the benchmark use it)."""
-    for k in range(3, 1000):
+    for k in range(MIN_CALIB_NUM, 1000):
         n = crops_to_draw(k)
         held = min(DEFAULT_HOLDOUT, n // 4)
         assert held >= 1 and n - held == k, k
+    assert crops_to_draw(MIN_CALIB_NUM - 1) // 4 == 0  # fewer: nothing left to check on (convert2onnx refuses)
     assert crops_to_draw(300) == 364
 
 

@@ -108,8 +108,8 @@ _C.TRAIN.AMP = False  # mixed precision for the training forward (loss in fp32; 
 _C.TRAIN.AMP_DTYPE = 'float16'
 _C.TRAIN.CHANNELS_LAST = False  # channels_last memory format for training and the validation run inside it
 # torch.compile the training model block by block (lib/core/compile.py; eager with one warning without
-# a C++ compiler). Off: not yet measured at full size (at 64x64 a cached first step takes ~8 s and the
-# steady-state step was ~1.05x); the first step compiles forward and backward of every block.
+# a C++ compiler). Off: on 2 CPU threads at 256x192 batch 32 a compiled step ran 0.9x eager after ~80 s of
+# compiling (README, Training speed); unmeasured on GPUs, where launch overhead makes it likelier to pay.
 _C.TRAIN.COMPILE = False
 # torch.compile mode of TRAIN.COMPILE: 'reduce-overhead' adds CUDA graphs (CUDA only; the same as 'default' on CPUs),
 # 'max-autotune' tries more kernels and compiles longer. Unmeasured on GPUs so far: try it with tools/benchmark.py.

@@ -48,9 +48,9 @@ from lib.dataset.transforms import box_to_center_scale, person_crop
 from .runtime import file_runner
 
 __all__ = ['INT8_RUNTIMES', 'DEFAULT_NUM_CROPS', 'DEFAULT_HOLDOUT', 'DEFAULT_SHARE', 'DEFAULT_MAX_FLOAT',
-           'DEFAULT_MIN_AGREEMENT', 'LayerCost', 'QuantReport', 'calibration_crops', 'crops_to_draw',
-           'layer_sensitivity', 'select_float_layers', 'onnx_node_names', 'openvino_node_names', 'quantize_onnx',
-           'quantize_openvino', 'peak_agreement', 'quantize_file', 'quantize', 'fake_quant_weight',
+           'DEFAULT_MIN_AGREEMENT', 'MIN_CALIB_NUM', 'LayerCost', 'QuantReport', 'calibration_crops',
+           'crops_to_draw', 'layer_sensitivity', 'select_float_layers', 'onnx_node_names', 'openvino_node_names',
+           'quantize_onnx', 'quantize_openvino', 'peak_agreement', 'quantize_file', 'quantize', 'fake_quant_weight',
            'fake_quant_activation']
 
 logger = logging.getLogger(__name__)
@@ -579,6 +579,9 @@ def _exported_network(model: nn.Module) -> nn.Module:
     if isinstance(model, PoseLiteHRNet) and getattr(model, 'channel_block', None) is None:
         return to_deploy(model)
     return model.eval()
+
+
+MIN_CALIB_NUM = 3  # the fewest calibration crops for which crops_to_draw adds one to check the int8 file on
 
 
 def crops_to_draw(calib_num: int, holdout: int = DEFAULT_HOLDOUT) -> int:

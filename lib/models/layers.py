@@ -201,14 +201,17 @@ def _repeat_last(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.index_select(-1, index)
 
 
-def upsample_nearest(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+def upsample_nearest(x: torch.Tensor, kh: int, kw: int, gather: bool = True) -> torch.Tensor:
     """`F.interpolate(x, scale_factor=(kh, kw), mode='nearest')` for integer factors, same numbers.
 
-    Written as a gather along W plus a broadcast over the kh rows because the ATen nearest kernel is
-    several times slower on CPU (`tools/benchmark.py model` compares the forms side by side); it
-    exports to ONNX as Gather/Expand/Reshape.
+    gather=True (eager): a gather along W plus a broadcast over the kh rows, because the ATen nearest
+    kernel is several times slower on CPU (`tools/benchmark.py model` compares the forms side by side); it
+    exports to ONNX as Gather/Expand/Reshape. gather=False (the 'compiled' kernels): each pixel broadcast
+    over its kh x kw block, so the gradient is a plain block sum instead of the gather's index_add.
     """
     b, c, h, w = x.shape
+    if not gather:
+        return x[:, :, :, None, :, None].expand(b, c, h, kh, w, kw).reshape(b, c, h * kh, w * kw)
     rows = _repeat_last(x, kw)  # (B, C, h, w*kw)
     return rows.unsqueeze(3).expand(b, c, h, kh, w * kw).reshape(b, c, h * kh, w * kw)
 
@@ -261,12 +264,7 @@ def _upsample_interpolate(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _upsample_broadcast(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Nearest upsampling as one broadcast of each pixel over a k x k block: no gather, so the gradient
-    is a plain block sum (the gather's gradient is an index_add; see the 'compiled' kernels)."""
-    if k == 1:
-        return x
-    b, c, h, w = x.shape
-    return x[:, :, :, None, :, None].expand(b, c, h, k, w, k).reshape(b, c, h * k, w * k)
+    return upsample_nearest(x, k, k, gather=False)
 
 
 def _multiply_nearest_broadcast(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
